@@ -1,0 +1,84 @@
+import fastifyJwt from '@fastify/jwt';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { z } from 'zod';
+import type { JwtConfig } from '../config.js';
+import { VaultError } from '../errors.js';
+
+export const SCOPES = ['tokenize', 'detokenize', 'detokenize:masked', 'lookup', 'erase', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface Identity {
+  tenant: string;
+  client: string;
+  scopes: ReadonlySet<string>;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    identity: Identity | null;
+  }
+  interface FastifyInstance {
+    /** onRequest: verifies the bearer token if any; never answers, so that throttling can key on the result. */
+    identify: (request: FastifyRequest) => Promise<void>;
+    /** onRequest: answers 401 unless identify succeeded. */
+    requireIdentity: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+    /** onRequest: answers 403 unless the identity holds at least one of the scopes. */
+    requireScope: (...anyOf: Scope[]) => (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  }
+}
+
+const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const claimsSchema = z.object({
+  sub: z.string().min(1).max(128),
+  tenant: z.string().regex(TENANT),
+  scope: z.string().max(1024).default(''),
+});
+
+const REALM = 'Bearer realm="phonevault"';
+
+async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
+  const { jwt } = options;
+  await app.register(fastifyJwt, {
+    secret: jwt.secret,
+    verify: {
+      algorithms: jwt.algorithms,
+      allowedIss: jwt.issuer,
+      allowedAud: jwt.audience,
+      requiredClaims: ['exp', 'iss', 'aud', 'sub', 'tenant'],
+      clockTolerance: 5_000,
+      cache: true,
+    },
+  });
+
+  app.decorateRequest('identity', null);
+
+  app.decorate('identify', async (request: FastifyRequest) => {
+    if (!request.headers.authorization) return;
+    try {
+      const claims = claimsSchema.safeParse(await request.jwtVerify());
+      if (!claims.success) return;
+      request.identity = {
+        tenant: claims.data.tenant,
+        client: claims.data.sub,
+        scopes: new Set(claims.data.scope.split(' ').filter(Boolean)),
+      };
+    } catch {
+      // Any verification failure is the same 401; the reason never helps a caller and could help an attacker.
+    }
+  });
+
+  app.decorate('requireIdentity', async (request: FastifyRequest, reply: FastifyReply) => {
+    if (request.identity) return;
+    reply.header('www-authenticate', `${REALM}, error="invalid_token"`);
+    throw new VaultError('unauthorized', 'a valid bearer token is required');
+  });
+
+  app.decorate('requireScope', (...anyOf: Scope[]) => async (request: FastifyRequest, reply: FastifyReply) => {
+    if (anyOf.some((scope) => request.identity?.scopes.has(scope))) return;
+    reply.header('www-authenticate', `${REALM}, error="insufficient_scope", scope="${anyOf.join(' ')}"`);
+    throw new VaultError('insufficient_scope', `this call needs the scope ${anyOf.join(' or ')}`);
+  });
+}
+
+export default fp(auth, { name: 'phonevault-auth', fastify: '5.x' });

@@ -1,0 +1,93 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { isVaultError, type ErrorCode } from '../errors.js';
+import { safeErrorFields } from '../store/db.js';
+
+/** The one place where an error code becomes an HTTP status and a title. */
+const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
+  invalid_request: { status: 400, title: 'Invalid request' },
+  invalid_json: { status: 400, title: 'Malformed JSON' },
+  invalid_phone: { status: 400, title: 'Invalid phone number' },
+  invalid_country: { status: 400, title: 'Invalid country' },
+  unauthorized: { status: 401, title: 'Unauthorized' },
+  insufficient_scope: { status: 403, title: 'Insufficient scope' },
+  not_found: { status: 404, title: 'Not found' },
+  payload_too_large: { status: 413, title: 'Payload too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  unavailable: { status: 503, title: 'Service unavailable' },
+  internal_error: { status: 500, title: 'Internal error' },
+};
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /** The problem code this reply carried, for the request's log line. */
+    errorCode: ErrorCode | null;
+  }
+}
+
+// Connection-level failures: the database is away, not the request wrong.
+const UNAVAILABLE_SQLSTATE = /^(08|57P0|53)/;
+const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string): FastifyReply {
+  const { status, title } = PROBLEMS[code];
+  reply.errorCode = code;
+  return reply
+    .code(status)
+    .type('application/problem+json')
+    .send({ type: `urn:phonevault:problem:${code}`, title, status, code, detail, instance: `urn:phonevault:request:${reply.request.id}` });
+}
+
+/** Describes what was wrong with a field without repeating anything the caller sent (keys included). */
+function describeIssue(issue: { keyword: string; instancePath: string; params: Record<string, unknown> }): string {
+  const where = issue.instancePath === '/' || issue.instancePath === '' ? 'body' : issue.instancePath.slice(1).replaceAll('/', '.');
+  switch (issue.keyword) {
+    case 'invalid_type':
+      return issue.params.expected === 'never' ? `${where}: unknown field` : `${where}: expected ${String(issue.params.expected)}`;
+    case 'unrecognized_keys':
+      return `${where}: unknown field`;
+    case 'too_big':
+      return `${where}: at most ${String(issue.params.maximum)}${issue.params.origin === 'string' ? ' characters' : issue.params.origin === 'array' ? ' items' : ''}`;
+    case 'too_small':
+      return `${where}: at least ${String(issue.params.minimum)}${issue.params.origin === 'string' ? ' characters' : issue.params.origin === 'array' ? ' items' : ''}`;
+    case 'invalid_format':
+      return `${where}: wrong format`;
+    case 'invalid_value':
+      return `${where}: not one of ${((issue.params.values as unknown[]) ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
+    default:
+      return `${where}: invalid`;
+  }
+}
+
+function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  const message = (error as { message?: unknown })?.message;
+  if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_NODE_CODES.has(code))) return true;
+  return typeof message === 'string' && /timeout exceeded when trying to connect|Connection terminated/.test(message);
+}
+
+export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (isVaultError(error)) return sendProblem(reply, error.code, error.detail);
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    return sendProblem(reply, 'invalid_request', error.validation.slice(0, 5).map(describeIssue).join('; '));
+  }
+  const status = error.statusCode ?? 500;
+  if (status === 413) return sendProblem(reply, 'payload_too_large', 'the request body is too large');
+  if (status === 415) return sendProblem(reply, 'unsupported_media_type', 'send application/json');
+  if (status >= 400 && status < 500) {
+    // Parser messages quote the body they choke on: never pass them on.
+    if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || /JSON|prototype/i.test(error.code ?? '')) {
+      return sendProblem(reply, 'invalid_json', 'the body is not valid JSON');
+    }
+    if (status === 404) return sendProblem(reply, 'not_found', 'no such resource');
+    return sendProblem(reply, 'invalid_request', 'the request is malformed');
+  }
+  if (isUnavailable(error)) {
+    request.log.warn({ err: safeErrorFields(error) }, 'storage unavailable');
+    reply.header('retry-after', '1');
+    return sendProblem(reply, 'unavailable', 'the vault cannot reach its storage; retry shortly');
+  }
+  request.log.error({ err: safeErrorFields(error) }, 'request failed');
+  return sendProblem(reply, 'internal_error', 'the request could not be completed');
+}

@@ -1,0 +1,47 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { VaultError } from '../../errors.js';
+import type { Vault } from '../../vault/vault.js';
+import { tokenField } from '../schemas.js';
+
+export interface DetokenizeRoutesOptions {
+  vault: Vault;
+  batchMax: number;
+}
+
+export default async function detokenizeRoutes(fastify: FastifyInstance, { vault, batchMax }: DetokenizeRoutesOptions) {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.post(
+    '/v1/detokenize',
+    {
+      onRequest: [app.identify, app.throttle('detokenize'), app.requireIdentity, app.requireScope('detokenize', 'detokenize:masked')],
+      schema: {
+        body: z.strictObject({ tokens: z.array(tokenField).min(1).max(batchMax), redaction: z.enum(['plain', 'masked']).optional() }),
+        response: {
+          200: z.object({
+            results: z.array(
+              z.union([
+                z.object({ token: z.string(), phone: z.string(), country: z.string().nullable() }),
+                z.object({ token: z.string(), masked: z.string(), country: z.string().nullable() }),
+                z.object({ token: z.string(), error: z.object({ code: z.enum(['not_found', 'unreadable']) }) }),
+              ]),
+            ),
+          }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const identity = request.identity!;
+      const mayReadPlain = identity.scopes.has('detokenize');
+      const redaction = request.body.redaction ?? (mayReadPlain ? 'plain' : 'masked');
+      if (redaction === 'plain' && !mayReadPlain) {
+        reply.header('www-authenticate', 'Bearer realm="phonevault", error="insufficient_scope", scope="detokenize"');
+        throw new VaultError('insufficient_scope', 'plain numbers need the scope detokenize; ask for redaction "masked"');
+      }
+      reply.itemCount = request.body.tokens.length;
+      return { results: await vault.detokenize(identity, request.body.tokens, redaction) };
+    },
+  );
+}

@@ -1,0 +1,27 @@
+import { z } from 'zod';
+import { TOKEN_PATTERN } from '../crypto/tokens.js';
+import { MAX_PHONE_INPUT } from '../phone/parse.js';
+
+/** Request and response shapes; unknown fields are refused on the way in and dropped on the way out. */
+export const phoneField = z.string().min(1).max(MAX_PHONE_INPUT).describe('A phone number in any common format');
+export const countryField = z
+  .string()
+  .regex(/^[A-Za-z]{2}$/)
+  .describe('ISO 3166 alpha-2 region used for numbers written without their country code');
+export const tokenField = z.string().regex(TOKEN_PATTERN).describe('An opaque vault token');
+const TEN_YEARS = 10 * 365 * 24 * 3600;
+export const ttlField = z.int().min(1).max(TEN_YEARS).describe('Seconds until the token expires');
+export const lineTypeField = z.enum([
+  'fixed_line', 'mobile', 'fixed_line_or_mobile', 'toll_free', 'premium_rate', 'shared_cost',
+  'voip', 'personal_number', 'pager', 'uan', 'voicemail', 'unknown',
+]);
+export const itemErrorSchema = z.object({ code: z.string(), detail: z.string() });
+
+export const problemSchema = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.int(),
+  code: z.string(),
+  detail: z.string(),
+  instance: z.string(),
+});

@@ -1,0 +1,77 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+
+export interface QueryResult<R> {
+  rows: R[];
+  rowCount: number;
+}
+
+/** The one surface the repositories use, so that another Postgres (an embedded one) can stand in for pg. */
+export interface Queryable {
+  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
+}
+
+export interface Db extends Queryable {
+  /** Runs fn in one transaction: commit on success, rollback on any error, the connection always released. */
+  transact<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Pool use, for readiness and metrics. */
+  stats(): { total: number; idle: number; waiting: number };
+  close(): Promise<void>;
+}
+
+export interface PgDbOptions {
+  connectionString: string;
+  /** A schema to put first on the search_path (tests give each file its own). */
+  schema?: string;
+  max?: number;
+  statementTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** Only the SQLSTATE and class of a driver error: its message and detail can echo stored values. */
+export function safeErrorFields(error: unknown): { type: string; code?: string } {
+  const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
+  return { type: typeof name === 'string' ? name : 'Error', ...(typeof code === 'string' ? { code } : {}) };
+}
+
+export function createPgDb(options: PgDbOptions): Db {
+  const statementTimeout = options.statementTimeoutMs ?? 5_000;
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 20,
+    connectionTimeoutMillis: 2_000,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: statementTimeout,
+    query_timeout: statementTimeout + 1_000,
+    idle_in_transaction_session_timeout: 10_000,
+    application_name: 'phonevault',
+    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+  });
+  // An idle connection that drops must not crash the process; the next query reconnects.
+  pool.on('error', (error) => options.logger?.warn({ err: safeErrorFields(error) }, 'idle database connection lost'));
+
+  const query = async <R>(runner: pg.Pool | pg.PoolClient, text: string, values?: unknown[]) => {
+    const result = await runner.query(text, values);
+    return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+  };
+
+  return {
+    query: (text, values) => query(pool, text, values),
+    async transact(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn({ query: (text, values) => query(client, text, values) });
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    stats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+    close: () => pool.end(),
+  };
+}

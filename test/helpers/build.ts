@@ -1,0 +1,97 @@
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { createSigner } from 'fast-jwt';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { buildApp, type AppConfig } from '../../src/app.js';
+import { DEFAULT_RATE_LIMITS, parseRateLimit } from '../../src/config.js';
+import { parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { createTestDb, type TestDb } from './db.js';
+import { recordLogLine } from './log-sink.js';
+
+export const ISSUER = 'https://issuer.test';
+export const AUDIENCE = 'phonevault-test';
+export const JWT_SECRET = randomBytes(48).toString('base64');
+
+export interface TestApp {
+  app: FastifyInstance;
+  testDb: TestDb;
+  config: AppConfig;
+  /** Every log line this app wrote, parsed. */
+  logs: Array<Record<string, unknown>>;
+  rawLogs: string[];
+  close(): Promise<void>;
+}
+
+export function testConfig(overrides: Partial<AppConfig> = {}): AppConfig {
+  const limits = Object.fromEntries(Object.entries(DEFAULT_RATE_LIMITS).map(([name, text]) => [name, parseRateLimit(text)!]));
+  return {
+    masterKeys: parseMasterKeys(randomBytes(32).toString('base64')),
+    keyMaxEncryptions: 2 ** 31,
+    jwt: { secret: Buffer.from(JWT_SECRET), algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE },
+    trustProxy: [],
+    rateLimits: limits as AppConfig['rateLimits'],
+    batchMax: 1000,
+    bodyLimit: 160_000,
+    ...overrides,
+  };
+}
+
+/** The app on a fresh schema of the real test database, with its log lines captured. */
+export async function build(overrides: Partial<AppConfig> = {}, existing?: TestDb): Promise<TestApp> {
+  const testDb = existing ?? (await createTestDb());
+  const rawLogs: string[] = [];
+  const logs: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        rawLogs.push(line);
+        logs.push(JSON.parse(line));
+        recordLogLine(line);
+      }
+      done();
+    },
+  });
+  const config = testConfig(overrides);
+  const logger = pino({ level: 'info' }, stream);
+  const app = await buildApp(config, { db: testDb.db, logger });
+  await app.ready();
+  return {
+    app,
+    testDb,
+    config,
+    logs,
+    rawLogs,
+    async close() {
+      await app.close();
+      if (!existing) await testDb.drop();
+    },
+  };
+}
+
+export interface TokenClaims {
+  tenant?: string;
+  sub?: string;
+  scope?: string;
+  [claim: string]: unknown;
+}
+
+/** A signed JWT as a real issuer would mint it; pass undefined in claims to leave a claim out. */
+export function mintJwt(claims: TokenClaims = {}, options: { secret?: string; expiresInS?: number } = {}): string {
+  const sign = createSigner({ key: options.secret ?? JWT_SECRET, algorithm: 'HS256' });
+  const now = Math.floor(Date.now() / 1000);
+  const payload: Record<string, unknown> = {
+    iss: ISSUER,
+    aud: AUDIENCE,
+    sub: 'crm',
+    tenant: 'acme',
+    scope: 'tokenize detokenize',
+    iat: now,
+    exp: now + (options.expiresInS ?? 300),
+    ...claims,
+  };
+  for (const key of Object.keys(payload)) if (payload[key] === undefined) delete payload[key];
+  return sign(payload);
+}
+
+export const bearer = (claims: TokenClaims = {}) => ({ authorization: `Bearer ${mintJwt(claims)}` });
