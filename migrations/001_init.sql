@@ -46,3 +46,11 @@ CREATE UNIQUE INDEX tokens_deterministic ON tokens (tenant_id, fingerprint) WHER
 CREATE INDEX tokens_fingerprint ON tokens (tenant_id, fingerprint);
 -- Re-wrap and per-version counts.
 CREATE INDEX tokens_key_version ON tokens (tenant_id, key_version);
+
+-- One authenticated check value per master key id: start-up refuses a master key that differs from the one
+-- that wrote this database, before anything is written with it.
+CREATE TABLE master_key_checks (
+  kek_id      text        PRIMARY KEY,
+  check_value bytea       NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -21,8 +21,12 @@ export const ALL_SPELLINGS = Object.values(NUMBERS).flatMap(spellingsOf);
 /** Any compact JWT: header and payload are base64url JSON objects. */
 export const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/;
 
+/** Anything shaped like an E.164 number, whichever test sent it. */
+export const E164_PATTERN = /\+\d{7,15}/;
+
 export function findLeaks(text: string): string[] {
   const leaks = ALL_SPELLINGS.filter((spelling) => text.includes(spelling));
+  if (E164_PATTERN.test(text)) leaks.push('an E.164 number');
   if (JWT_PATTERN.test(text)) leaks.push('a JWT');
   return leaks;
 }

@@ -1,0 +1,65 @@
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { buildApp } from './app.js';
+import type { Config } from './config.js';
+import { createPgDb, type Db } from './store/db.js';
+import { guardMasterKeys } from './store/master-key-guard.js';
+import { migrate } from './store/migrate.js';
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects, checks the master keys against the database, builds the app and listens. close() stops taking
+ * connections, lets in-flight requests finish, then ends the pool.
+ */
+export async function startServer(config: Config, logger: Logger, db: Db = createPgDb({ connectionString: config.databaseUrl, logger })): Promise<RunningServer> {
+  try {
+    if (config.migrateOnStart) {
+      const applied = await migrate(db);
+      if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+    }
+    await guardMasterKeys(db, config.masterKeys);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  const app = await buildApp(config, { db, logger });
+  app.server.headersTimeout = 10_000;
+  app.server.requestTimeout = 30_000;
+  app.server.keepAliveTimeout = 65_000;
+  const url = await app.listen({ host: config.host, port: config.port });
+  logger.info({ url }, 'phonevault listening');
+
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      const timer = setTimeout(() => {
+        logger.error('shutdown took too long; exiting');
+        process.exit(1);
+      }, SHUTDOWN_GRACE_MS);
+      timer.unref();
+      await app.close();
+      await db.close();
+      clearTimeout(timer);
+    })());
+  return { app, url, close };
+}
+
+/** SIGTERM and SIGINT close the server gracefully once; a second signal is ignored while it drains. */
+export function closeOnSignals(server: RunningServer, logger: Logger): void {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, 'shutting down');
+      server.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    });
+  }
+}
