@@ -39,7 +39,12 @@ export default async function setup(project: TestProject) {
     const lines = text.split('\n').filter(Boolean).length;
     const leaks = findLeaks(text);
     rmSync(logDir, { recursive: true, force: true });
-    if (leaks.length > 0) throw new Error(`leak scan: the test run's logs contain ${leaks.join(', ')}`);
+    if (leaks.length > 0) {
+      // A teardown error alone does not fail a vitest run: set the exit code as well.
+      process.exitCode = 1;
+      console.error(`leak scan FAILED: the test run's logs contain ${leaks.join(', ')}`);
+      return;
+    }
     console.log(`leak scan: ${lines} log lines, no phone number and no JWT`);
   };
 }
