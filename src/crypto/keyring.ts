@@ -84,6 +84,7 @@ export class Keyring {
 
   /** Keys for `count` new encryptions; each call spends `count` of the active key's budget. */
   async forWriting(tenant: string, count: number): Promise<WriteKeys> {
+    if (count > this.#maxEncryptions) throw new Error('more encryptions at once than one data key may perform');
     const fast = this.#takeFromLease(tenant, count);
     if (fast) return fast;
     return this.#withLock(tenant, async () => {

@@ -1,0 +1,22 @@
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import { createPgDb } from '../../src/store/db.js';
+
+/** A whole database of its own, for tests of commands that take a DATABASE_URL. */
+export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const adminUrl = inject('databaseUrl');
+  const name = `pv_${randomBytes(6).toString('hex')}`;
+  const admin = createPgDb({ connectionString: adminUrl, max: 1 });
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.close();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const db = createPgDb({ connectionString: adminUrl, max: 1 });
+      await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await db.close();
+    },
+  };
+}
