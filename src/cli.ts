@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { createSigner } from 'fast-jwt';
 import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, type Env } from './config.js';
+import { runDev } from './dev.js';
+import { mintJwt } from './jwt-mint.js';
 import { createLogger } from './logger.js';
 import { closeOnSignals, startServer } from './server.js';
 import { createPgDb } from './store/db.js';
@@ -10,6 +11,7 @@ import { migrate } from './store/migrate.js';
 
 const USAGE = `usage: phonevault <command>
 
+  dev                   run the vault for development: embedded Postgres, generated keys, printed tokens
   serve                 run the vault (needs DATABASE_URL, VAULT_MASTER_KEY, JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE)
   migrate               apply pending database migrations (needs DATABASE_URL)
   keygen                print a new random master key (base64 of 32 bytes)
@@ -52,9 +54,7 @@ function token(args: string[], env: Env, out: Out): number {
   if (!values.tenant || !values.sub || values.scope === undefined || !ttl) {
     throw new ConfigError(['token needs --tenant, --sub and --scope, and --ttl like 15m, 1h or 7d']);
   }
-  const jwt = loadJwtSigning(env);
-  const sign = createSigner({ key: jwt.secret, algorithm: 'HS256', iss: jwt.issuer, aud: jwt.audience, expiresIn: Number(ttl[1]) * TTL_SECONDS[ttl[2]!]! * 1000 });
-  out(sign({ sub: values.sub, tenant: values.tenant, scope: values.scope }));
+  out(mintJwt(loadJwtSigning(env), { tenant: values.tenant, sub: values.sub, scope: values.scope }, Number(ttl[1]) * TTL_SECONDS[ttl[2]!]!));
   return 0;
 }
 
@@ -64,6 +64,10 @@ export async function main(argv: string[], env: Env, out: Out = (t) => console.l
     switch (command) {
       case 'serve':
         return await serve(env);
+      case 'dev':
+        await runDev(env, out);
+        await new Promise(() => {});
+        return 0;
       case 'migrate':
         return await migrateCommand(env, out);
       case 'keygen':

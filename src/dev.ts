@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadConfig, type Env } from './config.js';
+import { SCOPES } from './http/auth.js';
+import { mintJwt } from './jwt-mint.js';
+import { createLogger } from './logger.js';
+import { closeOnSignals, startServer } from './server.js';
+import { createEmbeddedDb } from './store/embedded-db.js';
+
+const DEV_ISSUER = 'phonevault-dev';
+const DEV_TENANT = 'dev';
+const TOKEN_TTL_SECONDS = 24 * 3600;
+
+interface DevSecrets {
+  masterKey: string;
+  jwtSecret: string;
+}
+
+/** Generated on the first run and kept (mode 0600) so that tokens survive restarts. */
+function loadOrCreateSecrets(dataDir: string): DevSecrets {
+  const file = join(dataDir, 'dev-secrets.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
+  const secrets = { masterKey: randomBytes(32).toString('base64'), jwtSecret: randomBytes(48).toString('base64') };
+  writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return secrets;
+}
+
+/**
+ * Zero-set-up development mode: an embedded Postgres under a data folder (or DATABASE_URL when set), a
+ * development master key and JWT secret kept there, migrations applied, 127.0.0.1 only, and ready-to-paste
+ * shell lines with a token for every scope.
+ */
+export async function runDev(env: Env, out: (text: string) => void): Promise<void> {
+  const dataDir = resolve(env.PHONEVAULT_DATA_DIR ?? '.phonevault');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const secrets = loadOrCreateSecrets(dataDir);
+  const config = loadConfig({
+    LOG_LEVEL: env.LOG_LEVEL,
+    PORT: env.PORT,
+    DATABASE_URL: env.DATABASE_URL ?? 'postgres://embedded/phonevault',
+    VAULT_MASTER_KEY: secrets.masterKey,
+    JWT_SECRET: secrets.jwtSecret,
+    JWT_ISSUER: DEV_ISSUER,
+    JWT_AUDIENCE: DEV_ISSUER,
+    HOST: '127.0.0.1',
+    MIGRATE_ON_START: 'true',
+  });
+  const logger = createLogger(config.logLevel);
+  const db = env.DATABASE_URL ? undefined : await createEmbeddedDb(join(dataDir, 'pgdata'));
+  const server = await startServer(config, logger, db);
+  closeOnSignals(server, logger);
+
+  const token = (scope: string) => mintJwt(config.jwt, { tenant: DEV_TENANT, sub: 'dev', scope }, TOKEN_TTL_SECONDS);
+  const lines = [
+    '',
+    '#################################################################################',
+    '#  phonevault DEVELOPMENT MODE — NOT FOR PRODUCTION                             #',
+    '#  Keys and data live unprotected in the data folder; use `phonevault serve`.   #',
+    '#################################################################################',
+    `# data folder: ${dataDir}${db ? ' (embedded Postgres)' : ' (DATABASE_URL)'}`,
+    `# tokens below: tenant "${DEV_TENANT}", valid for 24 hours; paste these lines into your shell:`,
+    `export PHONEVAULT_URL=${server.url}`,
+    `export PHONEVAULT_TOKEN=${token(SCOPES.join(' '))}`,
+    ...SCOPES.map((scope) => `export PHONEVAULT_TOKEN_${scope.replace(':', '_').toUpperCase()}=${token(scope)}`),
+    '# then:',
+    `#   curl -s -X POST "$PHONEVAULT_URL/v1/tokenize" -H "authorization: Bearer $PHONEVAULT_TOKEN" \\`,
+    `#        -H 'content-type: application/json' -d '{"phone":"+1 201 555 0123"}'`,
+    '',
+  ];
+  out(lines.join('\n'));
+}
