@@ -11,7 +11,7 @@ interface Example {
   national: string;
   nationalPrefix: string | null;
 }
-const examples = (JSON.parse(readFileSync(new URL('../../../shared/data/libphonenumber-examples.json', import.meta.url), 'utf8')) as { numbers: Example[] }).numbers;
+const examples = (JSON.parse(readFileSync(new URL('../fixtures/libphonenumber-examples.json', import.meta.url), 'utf8')) as { numbers: Example[] }).numbers;
 
 function codeOf(fn: () => unknown): string | undefined {
   try {

@@ -9,7 +9,7 @@ interface Example {
   national: string;
   nationalPrefix: string | null;
 }
-const examples = (JSON.parse(readFileSync(new URL('../../../shared/data/libphonenumber-examples.json', import.meta.url), 'utf8')) as { numbers: Example[] }).numbers;
+const examples = (JSON.parse(readFileSync(new URL('../fixtures/libphonenumber-examples.json', import.meta.url), 'utf8')) as { numbers: Example[] }).numbers;
 // libphonenumber-js 1.13.16 with max metadata calls these three of Google's examples invalid.
 const KNOWN_INVALID = new Set(['+22985751234', '+22981123456', '+2631312345']);
 
