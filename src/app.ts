@@ -1,12 +1,18 @@
 import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { Keyring } from './crypto/keyring.js';
 import { MasterKeySet } from './crypto/master-keys.js';
 import auth from './http/auth.js';
 import { VaultLogController } from './http/log-controller.js';
+import metrics from './http/metrics.js';
+import { OPENAPI_DOCUMENT } from './http/openapi.js';
 import { errorHandler, sendProblem } from './http/problem.js';
 import detokenizeRoutes from './http/routes/detokenize.js';
 import healthRoutes from './http/routes/health.js';
@@ -17,11 +23,16 @@ import { createKeysRepository } from './store/keys-repository.js';
 import { createTokensRepository } from './store/tokens-repository.js';
 import { createVault } from './vault/vault.js';
 
-export type AppConfig = Pick<Config, 'masterKeys' | 'keyMaxEncryptions' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit'>;
+export type AppConfig = Pick<Config, 'masterKeys' | 'keyMaxEncryptions' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit'> &
+  Partial<Pick<Config, 'tls'>>;
 
 export interface AppDeps {
   db: Db;
   logger: Logger;
+  /** Shared throttling counters; in-process counters when absent. */
+  redis?: Redis | undefined;
+  /** Event-loop delay (ms) past which requests are shed with 503. */
+  maxEventLoopDelayMs?: number;
 }
 
 declare module 'fastify' {
@@ -42,7 +53,8 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: config.bodyLimit,
     routerOptions: { maxParamLength: 64 },
-  });
+    ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
+  }) as unknown as FastifyInstance;
   // JSON only: a text/plain body would otherwise reach validation as a string.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
@@ -55,8 +67,19 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   });
   const vault = createVault({ tokens: createTokensRepository(deps.db), keyring, logger: deps.logger });
 
+  await app.register(swagger, { openapi: OPENAPI_DOCUMENT, transform: jsonSchemaTransform });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(underPressure, {
+    maxEventLoopDelay: deps.maxEventLoopDelayMs ?? 1_000,
+    retryAfter: 5,
+    pressureHandler: (_request, reply) => {
+      reply.header('retry-after', '5');
+      sendProblem(reply, 'unavailable', 'the vault is overloaded; retry shortly');
+    },
+  });
+  await app.register(metrics, { db: deps.db, keyMaxEncryptions: config.keyMaxEncryptions });
   await app.register(auth, { jwt: config.jwt });
-  await app.register(throttle, { limits: config.rateLimits });
+  await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -69,5 +92,6 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(healthRoutes, { db: deps.db });
   await app.register(tokenizeRoutes, { vault, batchMax: config.batchMax });
   await app.register(detokenizeRoutes, { vault, batchMax: config.batchMax });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseMasterKeys, type MasterKey } from './crypto/master-keys.js';
@@ -21,12 +22,41 @@ export interface RateLimit {
 }
 
 export type RateLimitClass = 'tokenize' | 'detokenize' | 'lookup' | 'admin';
+export const RATE_LIMIT_CLASSES: RateLimitClass[] = ['tokenize', 'detokenize', 'lookup', 'admin'];
+
+export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
+
+/** Exactly one way to verify: an HS256 secret, a PEM public key, or a JWKS URL. */
+export type JwtVerification =
+  | { kind: 'secret'; secret: Buffer }
+  | { kind: 'publicKey'; publicKey: string }
+  | { kind: 'jwks'; jwksUrl: string };
 
 export interface JwtConfig {
-  secret: Buffer;
-  algorithms: ['HS256'];
+  verification: JwtVerification;
+  algorithms: JwtAlgorithm[];
   issuer: string;
   audience: string;
+}
+
+export interface JwtSigningConfig {
+  secret: Buffer;
+  issuer: string;
+  audience: string;
+}
+
+/** Per-client budgets that differ from the defaults, keyed by `tenant/sub`. */
+export interface ClientLimits {
+  classes: Partial<Record<RateLimitClass, RateLimit>>;
+  detokenizeItems?: RateLimit;
+}
+
+export interface RateLimitsConfig extends Record<RateLimitClass, RateLimit> {
+  unauthenticated: RateLimit;
+  detokenizeItems: RateLimit;
+  perClient: Record<string, ClientLimits>;
+  /** Classes that keep serving (unthrottled) while the shared counter store is unreachable. */
+  failOpen: RateLimitClass[];
 }
 
 export interface Config {
@@ -37,14 +67,16 @@ export interface Config {
   host: string;
   port: number;
   trustProxy: string[];
-  rateLimits: Record<RateLimitClass, RateLimit> & { unauthenticated: RateLimit };
+  rateLimits: RateLimitsConfig;
+  redisUrl: string | null;
+  tls: { cert: Buffer; key: Buffer } | null;
   batchMax: number;
   bodyLimit: number;
   logLevel: string;
   migrateOnStart: boolean;
 }
 
-const SECRETS = ['DATABASE_URL', 'VAULT_MASTER_KEY', 'JWT_SECRET'] as const;
+const SECRETS = ['DATABASE_URL', 'VAULT_MASTER_KEY', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_URL'] as const;
 const WINDOW_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 const WEAK_SECRETS = ['change-me', 'changeme', 'secret', 'password'];
 
@@ -54,6 +86,7 @@ export const DEFAULT_RATE_LIMITS = {
   lookup: '1200/1m',
   admin: '60/1m',
   unauthenticated: '60/1m',
+  detokenizeItems: '200000/1h',
 } as const;
 
 /** Fills `NAME` from the file named by `NAME_FILE`; setting both is a mistake worth stopping for. */
@@ -125,18 +158,132 @@ const databaseUrl = required.refine((text) => /^postgres(ql)?:\/\//.test(text), 
   message: 'must be a postgres:// connection string',
 });
 
-const jwtShape = {
+const jwtSigningShape = {
   JWT_SECRET: jwtSecret,
   JWT_ISSUER: required,
   JWT_AUDIENCE: required,
-  JWT_ALGORITHMS: z.literal('HS256', { message: 'only HS256 is supported with JWT_SECRET' }).default('HS256'),
 };
+
+const publicKeyPem = z.string().transform((text, ctx) => {
+  try {
+    const key = createPublicKey(text);
+    if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
+      ctx.addIssue({ code: 'custom', message: 'an RSA key must have at least 2048 bits' });
+    }
+    return { pem: text, type: key.asymmetricKeyType };
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'is not a PEM public key' });
+    return { pem: '', type: undefined };
+  }
+});
+
+const ALGORITHMS = ['HS256', 'RS256', 'ES256'] as const;
+
+const jwtVerifyShape = z
+  .object({
+    JWT_SECRET: z.string().optional(),
+    JWT_PUBLIC_KEY: publicKeyPem.optional(),
+    JWT_JWKS_URL: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional(),
+    JWT_ALGORITHMS: z
+      .string()
+      .transform((text) => text.split(',').map((part) => part.trim()).filter(Boolean))
+      .pipe(z.array(z.enum(ALGORITHMS, { message: `may list only ${ALGORITHMS.join(', ')}` })).min(1))
+      .optional(),
+  })
+  .transform((env, ctx) => {
+    const configured = [env.JWT_SECRET, env.JWT_PUBLIC_KEY, env.JWT_JWKS_URL].filter((value) => value !== undefined && value !== '');
+    if (configured.length !== 1) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'set exactly one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL' });
+      return z.NEVER;
+    }
+    let verification: JwtVerification;
+    let derived: JwtAlgorithm[];
+    if (env.JWT_SECRET) {
+      const secret = jwtSecret.safeParse(env.JWT_SECRET);
+      if (!secret.success) {
+        for (const issue of secret.error.issues) ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: issue.message });
+        return z.NEVER;
+      }
+      verification = { kind: 'secret', secret: secret.data };
+      derived = ['HS256'];
+    } else if (env.JWT_PUBLIC_KEY) {
+      verification = { kind: 'publicKey', publicKey: env.JWT_PUBLIC_KEY.pem };
+      derived = env.JWT_PUBLIC_KEY.type === 'ec' ? ['ES256'] : ['RS256'];
+    } else {
+      verification = { kind: 'jwks', jwksUrl: env.JWT_JWKS_URL! };
+      derived = ['RS256', 'ES256'];
+    }
+    const algorithms = env.JWT_ALGORITHMS ?? derived;
+    // An HMAC algorithm next to a public key is the algorithm-confusion attack waiting to happen.
+    const symmetric = verification.kind === 'secret';
+    if (algorithms.some((alg) => alg.startsWith('HS') !== symmetric)) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_ALGORITHMS'], message: symmetric ? 'only HS256 goes with JWT_SECRET' : 'HS256 cannot be used with a public key or JWKS' });
+      return z.NEVER;
+    }
+    return { verification, algorithms };
+  });
+
+const rateLimitsFile = z
+  .string()
+  .optional()
+  .transform((file, ctx): Record<string, ClientLimits> => {
+    if (!file) return {};
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8'));
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'cannot read the file as JSON' });
+      return {};
+    }
+    const entry = z.strictObject({
+      tokenize: z.string().optional(),
+      detokenize: z.string().optional(),
+      lookup: z.string().optional(),
+      admin: z.string().optional(),
+      detokenizeItems: z.string().optional(),
+    });
+    const parsed = z.record(z.string().regex(/^[^/]+\/.+$/), entry).safeParse(raw);
+    if (!parsed.success) {
+      ctx.addIssue({ code: 'custom', message: 'must map "tenant/sub" to {tokenize?, detokenize?, lookup?, admin?, detokenizeItems?}' });
+      return {};
+    }
+    const out: Record<string, ClientLimits> = {};
+    for (const [client, limits] of Object.entries(parsed.data)) {
+      const classes: ClientLimits['classes'] = {};
+      let detokenizeItems: RateLimit | undefined;
+      for (const [name, text] of Object.entries(limits)) {
+        const limit = text === undefined ? null : parseRateLimit(text);
+        if (!limit) {
+          ctx.addIssue({ code: 'custom', message: `"${client}".${name} must look like <max>/<window>` });
+          continue;
+        }
+        if (name === 'detokenizeItems') detokenizeItems = limit;
+        else classes[name as RateLimitClass] = limit;
+      }
+      out[client] = { classes, ...(detokenizeItems ? { detokenizeItems } : {}) };
+    }
+    return out;
+  });
+
+const fileContents = z
+  .string()
+  .optional()
+  .transform((file, ctx) => {
+    if (!file) return undefined;
+    try {
+      return readFileSync(file);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'cannot read the file it names' });
+      return undefined;
+    }
+  });
 
 const serveShape = z.object({
   DATABASE_URL: databaseUrl,
   VAULT_MASTER_KEY: masterKey,
   VAULT_KEY_MAX_ENCRYPTIONS: integer(2 ** 31, 1, 2 ** 32),
-  ...jwtShape,
+  JWT_ISSUER: required,
+  JWT_AUDIENCE: required,
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: integer(8080, 0, 65_535),
   TRUST_PROXY: z
@@ -149,6 +296,19 @@ const serveShape = z.object({
   RATE_LIMIT_LOOKUP: rateLimit(DEFAULT_RATE_LIMITS.lookup),
   RATE_LIMIT_ADMIN: rateLimit(DEFAULT_RATE_LIMITS.admin),
   RATE_LIMIT_UNAUTHENTICATED: rateLimit(DEFAULT_RATE_LIMITS.unauthenticated),
+  DETOKENIZE_ITEMS_LIMIT: rateLimit(DEFAULT_RATE_LIMITS.detokenizeItems),
+  RATE_LIMITS_FILE: rateLimitsFile,
+  RATE_LIMIT_FAIL_OPEN: z
+    .string()
+    .default('tokenize')
+    .transform((text) => text.split(',').map((part) => part.trim()).filter(Boolean))
+    .pipe(z.array(z.enum(['tokenize', 'detokenize', 'lookup', 'admin'], { message: 'may list tokenize, detokenize, lookup, admin' }))),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' })
+    .optional(),
+  TLS_CERT_FILE: fileContents,
+  TLS_KEY_FILE: fileContents,
   BATCH_MAX: integer(1000, 1, 10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level' }).default('info'),
   MIGRATE_ON_START: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
@@ -166,14 +326,29 @@ function parseWith<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
 }
 
 export function loadConfig(env: Env): Config {
-  const parsed = parseWith(serveShape, env);
+  const problems: string[] = [];
+  const attempt = <T>(fn: () => T): T | undefined => {
+    try {
+      return fn();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(...error.problems);
+      return undefined;
+    }
+  };
+  const parsed = attempt(() => parseWith(serveShape, env));
+  const jwt = attempt(() => parseWith(jwtVerifyShape, env));
+  if (!parsed || !jwt) throw new ConfigError([...new Set(problems)]);
+  if ((parsed.TLS_CERT_FILE === undefined) !== (parsed.TLS_KEY_FILE === undefined)) {
+    throw new ConfigError(['TLS_CERT_FILE and TLS_KEY_FILE: set both or neither']);
+  }
   // Room for a batch of BATCH_MAX numbers in generous human formatting, and no more.
   const bodyLimit = Math.max(64 * 1024, parsed.BATCH_MAX * 160);
   return {
     databaseUrl: parsed.DATABASE_URL,
     masterKeys: parsed.VAULT_MASTER_KEY,
     keyMaxEncryptions: parsed.VAULT_KEY_MAX_ENCRYPTIONS,
-    jwt: { secret: parsed.JWT_SECRET, algorithms: ['HS256'], issuer: parsed.JWT_ISSUER, audience: parsed.JWT_AUDIENCE },
+    jwt: { ...jwt, issuer: parsed.JWT_ISSUER, audience: parsed.JWT_AUDIENCE },
     host: parsed.HOST,
     port: parsed.PORT,
     trustProxy: parsed.TRUST_PROXY,
@@ -183,7 +358,12 @@ export function loadConfig(env: Env): Config {
       lookup: parsed.RATE_LIMIT_LOOKUP,
       admin: parsed.RATE_LIMIT_ADMIN,
       unauthenticated: parsed.RATE_LIMIT_UNAUTHENTICATED,
+      detokenizeItems: parsed.DETOKENIZE_ITEMS_LIMIT,
+      perClient: parsed.RATE_LIMITS_FILE,
+      failOpen: parsed.RATE_LIMIT_FAIL_OPEN,
     },
+    redisUrl: parsed.REDIS_URL ?? null,
+    tls: parsed.TLS_CERT_FILE && parsed.TLS_KEY_FILE ? { cert: parsed.TLS_CERT_FILE, key: parsed.TLS_KEY_FILE } : null,
     batchMax: parsed.BATCH_MAX,
     bodyLimit,
     logLevel: parsed.LOG_LEVEL,
@@ -195,7 +375,7 @@ export function loadDatabaseUrl(env: Env): string {
   return parseWith(z.object({ DATABASE_URL: databaseUrl }), env).DATABASE_URL;
 }
 
-export function loadJwtSigning(env: Env): JwtConfig {
-  const parsed = parseWith(z.object(jwtShape), env);
-  return { secret: parsed.JWT_SECRET, algorithms: ['HS256'], issuer: parsed.JWT_ISSUER, audience: parsed.JWT_AUDIENCE };
+export function loadJwtSigning(env: Env): JwtSigningConfig {
+  const parsed = parseWith(z.object(jwtSigningShape), env);
+  return { secret: parsed.JWT_SECRET, issuer: parsed.JWT_ISSUER, audience: parsed.JWT_AUDIENCE };
 }

@@ -52,7 +52,8 @@ export async function runDev(env: Env, out: (text: string) => void): Promise<voi
   const server = await startServer(config, logger, db);
   closeOnSignals(server, logger);
 
-  const token = (scope: string) => mintJwt(config.jwt, { tenant: DEV_TENANT, sub: 'dev', scope }, TOKEN_TTL_SECONDS);
+  const signing = { secret: Buffer.from(secrets.jwtSecret), issuer: DEV_ISSUER, audience: DEV_ISSUER };
+  const token = (scope: string) => mintJwt(signing, { tenant: DEV_TENANT, sub: 'dev', scope }, TOKEN_TTL_SECONDS);
   const lines = [
     '',
     '#################################################################################',

@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { createPgDb, type Db } from './store/db.js';
 import { guardMasterKeys } from './store/master-key-guard.js';
 import { migrate } from './store/migrate.js';
+import { createRedis } from './store/redis.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -29,7 +30,8 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
     await db.close();
     throw error;
   }
-  const app = await buildApp(config, { db, logger });
+  const redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
+  const app = await buildApp(config, { db, logger, redis });
   app.server.headersTimeout = 10_000;
   app.server.requestTimeout = 30_000;
   app.server.keepAliveTimeout = 65_000;
@@ -46,6 +48,7 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
       timer.unref();
       await app.close();
       await db.close();
+      redis?.disconnect();
       clearTimeout(timer);
     })());
   return { app, url, close };

@@ -67,7 +67,7 @@ describe('configuration', () => {
     writeFileSync(join(dir, 'jwt'), jwtSecret);
     const config = loadConfig({ ...valid, VAULT_MASTER_KEY: undefined, JWT_SECRET: undefined, VAULT_MASTER_KEY_FILE: join(dir, 'master'), JWT_SECRET_FILE: join(dir, 'jwt') });
     expect(config.masterKeys[0]!.key.toString('base64')).toBe(masterKey);
-    expect(config.jwt.secret.toString()).toBe(jwtSecret);
+    expect(config.jwt.verification).toEqual({ kind: 'secret', secret: Buffer.from(jwtSecret) });
     expect(problemsOf({ ...valid, JWT_SECRET_FILE: join(dir, 'jwt') })).toEqual(['JWT_SECRET and JWT_SECRET_FILE are both set; set one']);
     expect(problemsOf({ ...valid, JWT_SECRET: undefined, JWT_SECRET_FILE: join(dir, 'missing') })).toContain('JWT_SECRET_FILE: cannot read the file it names');
   });

@@ -3,7 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { z } from 'zod';
 import type { JwtConfig } from '../config.js';
-import { VaultError } from '../errors.js';
+import { isVaultError, VaultError } from '../errors.js';
+import { createJwksKeys } from './jwks.js';
 
 export const SCOPES = ['tokenize', 'detokenize', 'detokenize:masked', 'lookup', 'erase', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -17,6 +18,8 @@ export interface Identity {
 declare module 'fastify' {
   interface FastifyRequest {
     identity: Identity | null;
+    /** Set when the token could not be checked because the issuer's keys are out of reach. */
+    identityUnavailable: boolean;
   }
   interface FastifyInstance {
     /** onRequest: verifies the bearer token if any; never answers, so that throttling can key on the result. */
@@ -39,8 +42,17 @@ const REALM = 'Bearer realm="phonevault"';
 
 async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
   const { jwt } = options;
+  const { verification } = jwt;
+  let secret;
+  if (verification.kind === 'secret') secret = verification.secret;
+  else if (verification.kind === 'publicKey') secret = { public: verification.publicKey };
+  else {
+    const jwks = createJwksKeys({ url: verification.jwksUrl });
+    secret = { public: async (_request: FastifyRequest, token: { header: { kid?: unknown; alg?: unknown } }) => jwks.keyFor(token.header) };
+  }
   await app.register(fastifyJwt, {
-    secret: jwt.secret,
+    secret: secret as never,
+    decode: { complete: true },
     verify: {
       algorithms: jwt.algorithms,
       allowedIss: jwt.issuer,
@@ -48,10 +60,12 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
       requiredClaims: ['exp', 'iss', 'aud', 'sub', 'tenant'],
       clockTolerance: 5_000,
       cache: true,
+      complete: false,
     },
   });
 
   app.decorateRequest('identity', null);
+  app.decorateRequest('identityUnavailable', false);
 
   app.decorate('identify', async (request: FastifyRequest) => {
     if (!request.headers.authorization) return;
@@ -63,13 +77,18 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
         client: claims.data.sub,
         scopes: new Set(claims.data.scope.split(' ').filter(Boolean)),
       };
-    } catch {
+    } catch (error) {
       // Any verification failure is the same 401; the reason never helps a caller and could help an attacker.
+      if (isVaultError(error) && error.code === 'unavailable') request.identityUnavailable = true;
     }
   });
 
   app.decorate('requireIdentity', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.identity) return;
+    if (request.identityUnavailable) {
+      reply.header('retry-after', '5');
+      throw new VaultError('unavailable', 'the token issuer keys cannot be fetched; retry shortly');
+    }
     reply.header('www-authenticate', `${REALM}, error="invalid_token"`);
     throw new VaultError('unauthorized', 'a valid bearer token is required');
   });

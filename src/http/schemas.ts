@@ -25,3 +25,14 @@ export const problemSchema = z.object({
   detail: z.string(),
   instance: z.string(),
 });
+
+/** The error answers every authenticated route can give, for the OpenAPI description. */
+export const problemResponses = {
+  400: problemSchema.describe('Invalid request, JSON, phone number or country'),
+  401: problemSchema.describe('Missing or invalid bearer token'),
+  403: problemSchema.describe('The token lacks the scope this call needs'),
+  429: problemSchema.describe('Rate limit or item budget reached; see retry-after'),
+  503: problemSchema.describe('Storage, throttling store or issuer keys unreachable; see retry-after'),
+};
+
+export const bearerSecurity = [{ bearer: [] }];

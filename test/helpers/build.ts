@@ -4,7 +4,7 @@ import { createSigner } from 'fast-jwt';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp, type AppConfig } from '../../src/app.js';
-import { DEFAULT_RATE_LIMITS, parseRateLimit } from '../../src/config.js';
+import { DEFAULT_RATE_LIMITS, parseRateLimit, type RateLimit } from '../../src/config.js';
 import { parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { createTestDb, type TestDb } from './db.js';
 import { recordLogLine } from './log-sink.js';
@@ -24,13 +24,16 @@ export interface TestApp {
 }
 
 export function testConfig(overrides: Partial<AppConfig> = {}): AppConfig {
-  const limits = Object.fromEntries(Object.entries(DEFAULT_RATE_LIMITS).map(([name, text]) => [name, parseRateLimit(text)!]));
+  const limits = Object.fromEntries(Object.entries(DEFAULT_RATE_LIMITS).map(([name, text]) => [name, parseRateLimit(text)!])) as Record<
+    keyof typeof DEFAULT_RATE_LIMITS,
+    RateLimit
+  >;
   return {
     masterKeys: parseMasterKeys(randomBytes(32).toString('base64')),
     keyMaxEncryptions: 2 ** 31,
-    jwt: { secret: Buffer.from(JWT_SECRET), algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE },
+    jwt: { verification: { kind: 'secret', secret: Buffer.from(JWT_SECRET) }, algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE },
     trustProxy: [],
-    rateLimits: limits as AppConfig['rateLimits'],
+    rateLimits: { ...limits, perClient: {}, failOpen: ['tokenize'] },
     batchMax: 1000,
     bodyLimit: 160_000,
     ...overrides,

@@ -5,7 +5,9 @@ import { NUMBERS } from '../helpers/numbers.js';
 let t: TestApp;
 beforeAll(async () => {
   const limit = (max: number) => ({ max, windowMs: 60_000 });
-  t = await build({ rateLimits: { tokenize: limit(3), detokenize: limit(2), lookup: limit(2), admin: limit(1), unauthenticated: limit(2) } });
+  t = await build({
+    rateLimits: { tokenize: limit(3), detokenize: limit(2), lookup: limit(2), admin: limit(1), unauthenticated: limit(2), detokenizeItems: limit(1000), perClient: {}, failOpen: [] },
+  });
 });
 afterAll(async () => {
   await t.close();

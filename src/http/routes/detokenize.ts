@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { VaultError } from '../../errors.js';
 import type { Vault } from '../../vault/vault.js';
-import { tokenField } from '../schemas.js';
+import { bearerSecurity, problemResponses, tokenField } from '../schemas.js';
 
 export interface DetokenizeRoutesOptions {
   vault: Vault;
@@ -18,6 +18,9 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
     {
       onRequest: [app.identify, app.throttle('detokenize'), app.requireIdentity, app.requireScope('detokenize', 'detokenize:masked')],
       schema: {
+        summary: 'Turn tokens back into numbers (plain with detokenize, masked with detokenize:masked)',
+        tags: ['tokens'],
+        security: bearerSecurity,
         body: z.strictObject({ tokens: z.array(tokenField).min(1).max(batchMax), redaction: z.enum(['plain', 'masked']).optional() }),
         response: {
           200: z.object({
@@ -29,6 +32,7 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
               ]),
             ),
           }),
+          ...problemResponses,
         },
       },
     },
@@ -41,7 +45,14 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
         throw new VaultError('insufficient_scope', 'plain numbers need the scope detokenize; ask for redaction "masked"');
       }
       reply.itemCount = request.body.tokens.length;
-      return { results: await vault.detokenize(identity, request.body.tokens, redaction) };
+      await app.spendDetokenizeItems(request, reply, request.body.tokens.length);
+      const results = await vault.detokenize(identity, request.body.tokens, redaction);
+      for (const result of results) {
+        const outcome = 'error' in result ? result.error.code : redaction;
+        app.metrics.detokenizeItems.inc({ outcome });
+        if (outcome === 'unreadable') app.metrics.decryptionFailures.inc();
+      }
+      return { results };
     },
   );
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { countryField, itemErrorSchema, lineTypeField, phoneField, ttlField } from '../schemas.js';
+import { bearerSecurity, countryField, itemErrorSchema, lineTypeField, phoneField, problemResponses, ttlField } from '../schemas.js';
 
 export interface TokenizeRoutesOptions {
   vault: Vault;
@@ -26,14 +26,24 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
     {
       onRequest: guard,
       schema: {
+        summary: 'Tokenize one phone number',
+        tags: ['tokens'],
+        security: bearerSecurity,
         body: z.strictObject({ phone: phoneField, country: countryField.optional(), deterministic: z.boolean().default(false), ttlSeconds: ttlField.optional() }),
-        response: { 201: tokenizedSchema },
+        response: { 201: tokenizedSchema, ...problemResponses },
       },
     },
     async (request, reply) => {
       const { phone, country, deterministic, ttlSeconds } = request.body;
-      const tokenized = await vault.tokenize(request.identity!, { phone, country }, { deterministic, ttlSeconds });
       reply.itemCount = 1;
+      let tokenized;
+      try {
+        tokenized = await vault.tokenize(request.identity!, { phone, country }, { deterministic, ttlSeconds });
+      } catch (error) {
+        app.metrics.tokenizeItems.inc({ outcome: 'rejected' });
+        throw error;
+      }
+      app.metrics.tokenizeItems.inc({ outcome: 'stored' });
       return reply.code(201).send({ ...tokenized, expiresAt: tokenized.expiresAt?.toISOString() ?? null });
     },
   );
@@ -43,6 +53,9 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
     {
       onRequest: guard,
       schema: {
+        summary: 'Tokenize up to BATCH_MAX phone numbers; every valid one is stored, or none',
+        tags: ['tokens'],
+        security: bearerSecurity,
         body: z.strictObject({
           items: z.array(z.strictObject({ phone: phoneField, country: countryField.optional() })).min(1).max(batchMax),
           deterministic: z.boolean().default(false),
@@ -57,13 +70,17 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
               ]),
             ),
           }),
+          ...problemResponses,
         },
       },
     },
     async (request, reply) => {
       const { items, deterministic, ttlSeconds } = request.body;
-      const outcomes = await vault.tokenizeBatch(request.identity!, items, { deterministic, ttlSeconds });
       reply.itemCount = items.length;
+      const outcomes = await vault.tokenizeBatch(request.identity!, items, { deterministic, ttlSeconds });
+      const rejected = outcomes.filter((outcome) => 'error' in outcome).length;
+      app.metrics.tokenizeItems.inc({ outcome: 'stored' }, outcomes.length - rejected);
+      app.metrics.tokenizeItems.inc({ outcome: 'rejected' }, rejected);
       return {
         results: outcomes.map((outcome) =>
           'error' in outcome
