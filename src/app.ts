@@ -31,8 +31,8 @@ export interface AppDeps {
   logger: Logger;
   /** Shared throttling counters; in-process counters when absent. */
   redis?: Redis | undefined;
-  /** Event-loop delay (ms) past which requests are shed with 503. */
-  maxEventLoopDelayMs?: number;
+  /** Event-loop delay (ms) past which requests are shed with 503, and how often it is sampled. */
+  loadShedding?: { maxEventLoopDelayMs: number; sampleIntervalMs: number };
 }
 
 declare module 'fastify' {
@@ -70,7 +70,8 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(swagger, { openapi: OPENAPI_DOCUMENT, transform: jsonSchemaTransform });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(underPressure, {
-    maxEventLoopDelay: deps.maxEventLoopDelayMs ?? 1_000,
+    maxEventLoopDelay: deps.loadShedding?.maxEventLoopDelayMs ?? 1_000,
+    sampleInterval: deps.loadShedding?.sampleIntervalMs ?? 1_000,
     retryAfter: 5,
     pressureHandler: (_request, reply) => {
       reply.header('retry-after', '5');

@@ -46,7 +46,10 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
         process.exit(1);
       }, SHUTDOWN_GRACE_MS);
       timer.unref();
-      await app.close();
+      // Keep-alive connections that were busy when closing began go idle later; close them as they do, so that
+      // shutdown waits for in-flight requests, not for keep-alive timeouts.
+      const sweeper = setInterval(() => app.server.closeIdleConnections(), 50);
+      await app.close().finally(() => clearInterval(sweeper));
       await db.close();
       redis?.disconnect();
       clearTimeout(timer);

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,5 +83,41 @@ describe('configuration', () => {
   it('refuses TRUST_PROXY=true and out-of-range numbers', () => {
     expect(problemsOf({ ...valid, TRUST_PROXY: 'true' })).toHaveLength(1);
     expect(problemsOf({ ...valid, PORT: '70000', BATCH_MAX: '0' })).toHaveLength(2);
+  });
+});
+
+describe('configuration for running anywhere', () => {
+  
+  const rsaPem = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const ecPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const noSecret = { ...valid, JWT_SECRET: undefined };
+
+  it('derives the algorithm allow-list from the key', () => {
+    expect(loadConfig({ ...noSecret, JWT_PUBLIC_KEY: rsaPem }).jwt.algorithms).toEqual(['RS256']);
+    expect(loadConfig({ ...noSecret, JWT_PUBLIC_KEY: ecPem }).jwt.algorithms).toEqual(['ES256']);
+    expect(loadConfig({ ...noSecret, JWT_JWKS_URL: 'https://id.example/jwks.json' }).jwt).toMatchObject({
+      verification: { kind: 'jwks', jwksUrl: 'https://id.example/jwks.json' },
+      algorithms: ['RS256', 'ES256'],
+    });
+  });
+
+  it('refuses HS256 next to a public key, and more or less than one verification method', () => {
+    expect(problemsOf({ ...noSecret, JWT_PUBLIC_KEY: rsaPem, JWT_ALGORITHMS: 'RS256,HS256' })).toEqual(['JWT_ALGORITHMS: HS256 cannot be used with a public key or JWKS']);
+    expect(problemsOf({ ...valid, JWT_JWKS_URL: 'https://id.example/jwks.json' })[0]).toMatch(/exactly one of/);
+    expect(problemsOf(noSecret)[0]).toMatch(/exactly one of/);
+    expect(problemsOf({ ...noSecret, JWT_PUBLIC_KEY: 'not a key' })).toEqual(['JWT_PUBLIC_KEY: is not a PEM public key']);
+    expect(problemsOf({ ...valid, JWT_ALGORITHMS: 'none' })[0]).toMatch(/JWT_ALGORITHMS/);
+  });
+
+  it('reads REDIS_URL, fail-open classes and per-client limits', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pv-limits-'));
+    writeFileSync(join(dir, 'limits.json'), JSON.stringify({ 'acme/crm': { tokenize: '100/1s', detokenizeItems: '5000/1h' } }));
+    const config = loadConfig({ ...valid, REDIS_URL: 'redis://cache:6379', RATE_LIMIT_FAIL_OPEN: '', RATE_LIMITS_FILE: join(dir, 'limits.json') });
+    expect(config.redisUrl).toBe('redis://cache:6379');
+    expect(config.rateLimits.failOpen).toEqual([]);
+    expect(config.rateLimits.perClient).toEqual({ 'acme/crm': { classes: { tokenize: { max: 100, windowMs: 1000 } }, detokenizeItems: { max: 5000, windowMs: 3_600_000 } } });
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ acme: { tokenize: '1/1s' } }));
+    expect(problemsOf({ ...valid, RATE_LIMITS_FILE: join(dir, 'bad.json') })[0]).toMatch(/RATE_LIMITS_FILE/);
+    expect(problemsOf({ ...valid, REDIS_URL: 'http://cache' })).toEqual(['REDIS_URL: must be a redis:// or rediss:// URL']);
   });
 });

@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 import { VaultError } from '../errors.js';
 
 export interface JwksOptions {
@@ -28,7 +28,7 @@ export function createJwksKeys(options: JwksOptions) {
   const ttlMs = options.ttlMs ?? 10 * 60_000;
   const minRefreshMs = options.minRefreshMs ?? 30_000;
   const fetchTimeoutMs = options.fetchTimeoutMs ?? 2_000;
-  let keys = new Map<string, { key: KeyObject; kty: string; alg?: string }>();
+  let keys = new Map<string, { key: string; kty: string; alg?: string }>();
   let fetchedAt = 0;
   let inFlight: Promise<void> | null = null;
 
@@ -36,13 +36,14 @@ export function createJwksKeys(options: JwksOptions) {
     const response = await fetch(options.url, { signal: AbortSignal.timeout(fetchTimeoutMs), redirect: 'error' });
     if (!response.ok) throw new Error(`JWKS answered ${response.status}`);
     const body = (await response.json()) as { keys?: Jwk[] };
-    const next = new Map<string, { key: KeyObject; kty: string; alg?: string }>();
+    const next = new Map<string, { key: string; kty: string; alg?: string }>();
     for (const jwk of body.keys ?? []) {
       if (!jwk.kid || (jwk.use && jwk.use !== 'sig') || (jwk.kty !== 'RSA' && jwk.kty !== 'EC')) continue;
       try {
         // Only the public members: a JWKS that leaks a private key must not turn into signing material here.
         const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = jwk;
-        next.set(jwk.kid, { key: createPublicKey({ key: publicJwk as never, format: 'jwk' }), kty: jwk.kty, ...(jwk.alg ? { alg: jwk.alg } : {}) });
+        const key = createPublicKey({ key: publicJwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+        next.set(jwk.kid, { key, kty: jwk.kty, ...(jwk.alg ? { alg: jwk.alg } : {}) });
       } catch {
         // An unusable key is skipped; the others still serve.
       }
@@ -60,7 +61,7 @@ export function createJwksKeys(options: JwksOptions) {
 
   return {
     /** The key for a token header; throws VaultError('unavailable') when the JWKS cannot be had at all. */
-    async keyFor(header: { kid?: unknown; alg?: unknown }): Promise<KeyObject> {
+    async keyFor(header: { kid?: unknown; alg?: unknown }): Promise<string> {
       if (typeof header.kid !== 'string' || typeof header.alg !== 'string') throw new Error('token has no kid');
       const stale = Date.now() - fetchedAt > ttlMs;
       const unknown = !keys.has(header.kid) && Date.now() - fetchedAt > minRefreshMs;

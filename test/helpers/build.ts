@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { createSigner } from 'fast-jwt';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { buildApp, type AppConfig } from '../../src/app.js';
+import { buildApp, type AppConfig, type AppDeps } from '../../src/app.js';
 import { DEFAULT_RATE_LIMITS, parseRateLimit, type RateLimit } from '../../src/config.js';
 import { parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { createTestDb, type TestDb } from './db.js';
@@ -41,7 +41,7 @@ export function testConfig(overrides: Partial<AppConfig> = {}): AppConfig {
 }
 
 /** The app on a fresh schema of the real test database, with its log lines captured. */
-export async function build(overrides: Partial<AppConfig> = {}, existing?: TestDb): Promise<TestApp> {
+export async function build(overrides: Partial<AppConfig> = {}, existing?: TestDb, deps: Partial<Omit<AppDeps, 'db' | 'logger'>> = {}): Promise<TestApp> {
   const testDb = existing ?? (await createTestDb());
   const rawLogs: string[] = [];
   const logs: Array<Record<string, unknown>> = [];
@@ -57,7 +57,7 @@ export async function build(overrides: Partial<AppConfig> = {}, existing?: TestD
   });
   const config = testConfig(overrides);
   const logger = pino({ level: 'info' }, stream);
-  const app = await buildApp(config, { db: testDb.db, logger });
+  const app = await buildApp(config, { db: testDb.db, logger, ...deps });
   await app.ready();
   return {
     app,
