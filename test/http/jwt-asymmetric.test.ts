@@ -17,7 +17,7 @@ const privatePem = (key: KeyObject) => key.export({ type: 'pkcs8', format: 'pem'
 
 const claims = () => ({ iss: ISSUER, aud: AUDIENCE, sub: 'crm', tenant: 'acme', scope: 'tokenize', exp: Math.floor(Date.now() / 1000) + 300 });
 const sign = (key: string | Buffer, algorithm: 'RS256' | 'ES256' | 'HS256', header: Record<string, unknown> = {}) =>
-  createSigner({ key, algorithm, ...(header.kid ? { kid: header.kid as string } : {}), header })(claims());
+  createSigner({ key: key as string, algorithm, ...(header.kid ? { kid: header.kid as string } : {}), header: { alg: algorithm, ...header } })(claims());
 
 const masterKeys = parseMasterKeys(randomBytes(32).toString('base64'));
 let testDb: TestDb;
