@@ -7,20 +7,20 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { Keyring } from './crypto/keyring.js';
-import { MasterKeySet } from './crypto/master-keys.js';
 import auth from './http/auth.js';
 import { VaultLogController } from './http/log-controller.js';
 import metrics from './http/metrics.js';
 import { OPENAPI_DOCUMENT } from './http/openapi.js';
 import { errorHandler, sendProblem } from './http/problem.js';
 import detokenizeRoutes from './http/routes/detokenize.js';
+import eraseRoutes from './http/routes/erase.js';
+import keysRoutes from './http/routes/keys.js';
+import lookupRoutes from './http/routes/lookup.js';
 import healthRoutes from './http/routes/health.js';
 import tokenizeRoutes from './http/routes/tokenize.js';
 import throttle from './http/throttle.js';
 import type { Db } from './store/db.js';
-import { createKeysRepository } from './store/keys-repository.js';
-import { createTokensRepository } from './store/tokens-repository.js';
+import { createVaultDeps } from './vault/deps.js';
 import { createVault } from './vault/vault.js';
 
 export type AppConfig = Pick<Config, 'masterKeys' | 'keyMaxEncryptions' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit'> &
@@ -62,10 +62,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   app.decorateReply('errorCode', null);
   app.decorateReply('itemCount', null);
 
-  const keyring = new Keyring(new MasterKeySet(config.masterKeys), createKeysRepository(deps.db), {
-    maxEncryptions: config.keyMaxEncryptions,
-  });
-  const vault = createVault({ tokens: createTokensRepository(deps.db), keyring, logger: deps.logger });
+  const vault = createVault(createVaultDeps({ db: deps.db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: deps.logger }));
 
   await app.register(swagger, { openapi: OPENAPI_DOCUMENT, transform: jsonSchemaTransform });
   await app.register(swaggerUi, { routePrefix: '/docs' });
@@ -93,6 +90,9 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(healthRoutes, { db: deps.db });
   await app.register(tokenizeRoutes, { vault, batchMax: config.batchMax });
   await app.register(detokenizeRoutes, { vault, batchMax: config.batchMax });
+  await app.register(lookupRoutes, { vault });
+  await app.register(eraseRoutes, { vault });
+  await app.register(keysRoutes, { vault });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { isVaultError } from './errors.js';
 import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, type Env } from './config.js';
+import { keysCommand, rewrapCommand, sweepCommand, tenantCommand } from './cli-maintenance.js';
 import { runDev } from './dev.js';
 import { mintJwt } from './jwt-mint.js';
 import { createLogger } from './logger.js';
@@ -17,6 +19,15 @@ const USAGE = `usage: phonevault <command>
   keygen                print a new random master key (base64 of 32 bytes)
   token --tenant T --sub S --scope "tokenize detokenize" [--ttl 1h]
                         mint an HS256 JWT from JWT_SECRET, for development and tests
+  rewrap [--tenant T] [--batch-size N]
+                        move tokens from older data key versions to the active one, online
+  keys destroy --tenant T --version N
+                        destroy a retired data key version that no token uses any more
+  keys rewrap-master    re-wrap every data key under the active (first) master key
+  sweep                 delete expired tokens
+  tenant destroy T --yes
+                        crypto-shred a tenant: destroy its keys and delete its tokens
+  (the maintenance commands need DATABASE_URL and VAULT_MASTER_KEY)
 `;
 
 const TTL = /^(\d+)(s|m|h|d)$/;
@@ -75,6 +86,14 @@ export async function main(argv: string[], env: Env, out: Out = (t) => console.l
         return 0;
       case 'token':
         return token(rest, env, out);
+      case 'rewrap':
+        return await rewrapCommand(rest, env, out);
+      case 'keys':
+        return await keysCommand(rest, env, out);
+      case 'sweep':
+        return await sweepCommand(env, out);
+      case 'tenant':
+        return await tenantCommand(rest, env, out);
       case undefined:
       case 'help':
       case '--help':
@@ -86,7 +105,7 @@ export async function main(argv: string[], env: Env, out: Out = (t) => console.l
         return 2;
     }
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof MasterKeyMismatch) {
+    if (error instanceof ConfigError || error instanceof MasterKeyMismatch || isVaultError(error)) {
       err(`phonevault: ${error.message}`);
       return 2;
     }

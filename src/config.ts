@@ -74,6 +74,8 @@ export interface Config {
   bodyLimit: number;
   logLevel: string;
   migrateOnStart: boolean;
+  /** How often the process deletes expired tokens by itself; null leaves it to `phonevault sweep`. */
+  sweepIntervalMs: number | null;
 }
 
 const SECRETS = ['DATABASE_URL', 'VAULT_MASTER_KEY', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_URL'] as const;
@@ -312,6 +314,15 @@ const serveShape = z.object({
   BATCH_MAX: integer(1000, 1, 10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level' }).default('info'),
   MIGRATE_ON_START: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
+  SWEEP_INTERVAL: z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      if (!text) return null;
+      const parsed = parseRateLimit(`1/${text}`);
+      if (!parsed || parsed.windowMs < 1000) ctx.addIssue({ code: 'custom', message: 'must be a duration of at least 1s, e.g. 5m' });
+      return parsed?.windowMs ?? null;
+    }),
 });
 
 function parseWith<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
@@ -368,7 +379,23 @@ export function loadConfig(env: Env): Config {
     bodyLimit,
     logLevel: parsed.LOG_LEVEL,
     migrateOnStart: parsed.MIGRATE_ON_START === 'true',
+    sweepIntervalMs: parsed.SWEEP_INTERVAL,
   };
+}
+
+export interface MaintenanceConfig {
+  databaseUrl: string;
+  masterKeys: MasterKey[];
+  keyMaxEncryptions: number;
+}
+
+/** What the maintenance commands (rewrap, sweep, keys, tenant) need: the database and the master keys. */
+export function loadMaintenanceConfig(env: Env): MaintenanceConfig {
+  const parsed = parseWith(
+    z.object({ DATABASE_URL: databaseUrl, VAULT_MASTER_KEY: masterKey, VAULT_KEY_MAX_ENCRYPTIONS: integer(2 ** 31, 1, 2 ** 32) }),
+    env,
+  );
+  return { databaseUrl: parsed.DATABASE_URL, masterKeys: parsed.VAULT_MASTER_KEY, keyMaxEncryptions: parsed.VAULT_KEY_MAX_ENCRYPTIONS };
 }
 
 export function loadDatabaseUrl(env: Env): string {

@@ -2,10 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
-import { createPgDb, type Db } from './store/db.js';
+import { createPgDb, safeErrorFields, type Db } from './store/db.js';
 import { guardMasterKeys } from './store/master-key-guard.js';
 import { migrate } from './store/migrate.js';
 import { createRedis } from './store/redis.js';
+import { createVaultDeps } from './vault/deps.js';
+import { sweep } from './vault/maintenance.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -37,6 +39,7 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
   app.server.keepAliveTimeout = 65_000;
   const url = await app.listen({ host: config.host, port: config.port });
   logger.info({ url }, 'phonevault listening');
+  const expirySweeper = config.sweepIntervalMs ? startSweeper(config, db, logger, config.sweepIntervalMs) : null;
 
   let closing: Promise<void> | null = null;
   const close = () =>
@@ -46,15 +49,29 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
         process.exit(1);
       }, SHUTDOWN_GRACE_MS);
       timer.unref();
+      if (expirySweeper) clearInterval(expirySweeper);
       // Keep-alive connections that were busy when closing began go idle later; close them as they do, so that
       // shutdown waits for in-flight requests, not for keep-alive timeouts.
-      const sweeper = setInterval(() => app.server.closeIdleConnections(), 50);
-      await app.close().finally(() => clearInterval(sweeper));
+      const idleCloser = setInterval(() => app.server.closeIdleConnections(), 50);
+      await app.close().finally(() => clearInterval(idleCloser));
       await db.close();
       redis?.disconnect();
       clearTimeout(timer);
     })());
   return { app, url, close };
+}
+
+/** Deletes expired tokens every interval; several instances doing so at once only share the work. */
+function startSweeper(config: Config, db: Db, logger: Logger, intervalMs: number): NodeJS.Timeout {
+  const deps = createVaultDeps({ db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger });
+  const timer = setInterval(() => {
+    sweep(deps).then(
+      (deleted) => deleted > 0 && logger.info({ deleted }, 'expired tokens swept'),
+      (error) => logger.warn({ err: safeErrorFields(error) }, 'sweep failed'),
+    );
+  }, intervalMs);
+  timer.unref();
+  return timer;
 }
 
 /** SIGTERM and SIGINT close the server gracefully once; a second signal is ignored while it drains. */

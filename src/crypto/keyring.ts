@@ -31,6 +31,8 @@ export interface KeyringOptions {
   maxEncryptions: number;
   /** A lease of encryptions is used for at most this long, so that a rotation elsewhere is seen quickly. */
   leaseMaxAgeMs?: number;
+  /** Cached keys are re-read this often for reading, so that a destroyed version or tenant is dropped. */
+  reloadAfterMs?: number;
   leaseMaxSize?: number;
 }
 
@@ -54,6 +56,7 @@ interface Lease {
 }
 
 interface TenantKeys {
+  loadedAt: number;
   fingerprintKey: Buffer;
   activeVersion: number;
   dataKeys: Map<number, Buffer>;
@@ -71,6 +74,7 @@ export class Keyring {
   readonly #maxEncryptions: number;
   readonly #leaseMaxAgeMs: number;
   readonly #leaseMaxSize: number;
+  readonly #reloadAfterMs: number;
   readonly #tenants = new Map<string, TenantKeys>();
   readonly #locks = new Map<string, Promise<unknown>>();
 
@@ -80,6 +84,7 @@ export class Keyring {
     this.#maxEncryptions = options.maxEncryptions;
     this.#leaseMaxAgeMs = options.leaseMaxAgeMs ?? 5_000;
     this.#leaseMaxSize = Math.min(options.leaseMaxSize ?? 4_096, options.maxEncryptions);
+    this.#reloadAfterMs = options.reloadAfterMs ?? 30_000;
   }
 
   /** Keys for `count` new encryptions; each call spends `count` of the active key's budget. */
@@ -109,7 +114,8 @@ export class Keyring {
   }
 
   async forReading(tenant: string): Promise<ReadKeys | null> {
-    const keys = this.#tenants.get(tenant) ?? (await this.#withLock(tenant, () => this.#load(tenant)));
+    const cached = this.#tenants.get(tenant);
+    const keys = cached && Date.now() - cached.loadedAt < this.#reloadAfterMs ? cached : await this.#withLock(tenant, () => this.#load(tenant));
     if (!keys) return null;
     return {
       fingerprintKey: keys.fingerprintKey,
@@ -179,7 +185,8 @@ export class Keyring {
     }
     const previous = this.#tenants.get(tenant);
     const keys: TenantKeys = {
-      fingerprintKey: previous?.fingerprintKey ?? this.#masterKeys.unwrap(tenant, 'fingerprint', 0, record.fingerprint),
+      loadedAt: Date.now(),
+      fingerprintKey: this.#masterKeys.unwrap(tenant, 'fingerprint', 0, record.fingerprint),
       activeVersion,
       dataKeys,
       lease: previous?.lease && previous.lease.version === activeVersion ? previous.lease : null,

@@ -9,6 +9,8 @@ export const OPENAPI_DOCUMENT = {
   },
   tags: [
     { name: 'tokens', description: 'Tokenize and detokenize phone numbers' },
+    { name: 'erasure', description: 'Delete tokens and numbers' },
+    { name: 'keys', description: "Data key rotation and destruction for the caller's tenant" },
     { name: 'operations', description: 'Liveness and readiness' },
   ],
   components: {

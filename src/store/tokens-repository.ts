@@ -45,6 +45,16 @@ const toStoredToken = (row: TokenRow): StoredToken => ({
 });
 
 export function createTokensRepository(db: Db) {
+  /** Live (unexpired) tokens of the tenant among these ids. */
+  async function findLive(tenant: string, tokenIds: Buffer[]): Promise<StoredToken[]> {
+    const result = await db.query<TokenRow>(
+      `SELECT token_id, key_version, envelope, deterministic, country, line_type, created_at, expires_at
+       FROM tokens WHERE tenant_id = $1 AND token_id = ANY($2::bytea[]) AND (expires_at IS NULL OR expires_at > now())`,
+      [tenant, tokenIds],
+    );
+    return result.rows.map(toStoredToken);
+  }
+
   return {
     /**
      * Stores every row in one statement: all or none. A deterministic row whose number already has a token
@@ -83,16 +93,92 @@ export function createTokensRepository(db: Db) {
       return new Map(result.rows.map((row) => [row.fingerprint.toString('hex'), { ...toStoredToken(row), fingerprint: row.fingerprint }]));
     },
 
-    /** Live (unexpired) tokens of the tenant among these ids. */
-    async findLive(tenant: string, tokenIds: Buffer[]): Promise<StoredToken[]> {
-      const result = await db.query<TokenRow>(
-        `SELECT token_id, key_version, envelope, deterministic, country, line_type, created_at, expires_at
-         FROM tokens WHERE tenant_id = $1 AND token_id = ANY($2::bytea[]) AND (expires_at IS NULL OR expires_at > now())`,
-        [tenant, tokenIds],
-      );
-      return result.rows.map(toStoredToken);
+    findLive,
+
+    async findLiveOne(tenant: string, tokenId: Buffer): Promise<StoredToken | null> {
+      const [row] = await findLive(tenant, [tokenId]);
+      return row ?? null;
     },
   };
 }
+
+export interface RewrapRow {
+  tokenId: Buffer;
+  keyVersion: number;
+  envelope: Buffer;
+}
+
+/** Token maintenance: erasure, lookup by fingerprint, re-wrap and expiry. Every query is tenant-scoped but the sweep. */
+export function createTokenMaintenance(db: Db) {
+  return {
+    async findLiveByFingerprint(tenant: string, fingerprint: Buffer): Promise<Buffer[]> {
+      const result = await db.query<{ token_id: Buffer }>(
+        `SELECT token_id FROM tokens WHERE tenant_id = $1 AND fingerprint = $2 AND (expires_at IS NULL OR expires_at > now())
+         ORDER BY created_at, token_id`,
+        [tenant, fingerprint],
+      );
+      return result.rows.map((row) => row.token_id);
+    },
+
+    async deleteToken(tenant: string, tokenId: Buffer): Promise<boolean> {
+      const result = await db.query('DELETE FROM tokens WHERE tenant_id = $1 AND token_id = $2 AND (expires_at IS NULL OR expires_at > now())', [tenant, tokenId]);
+      return result.rowCount === 1;
+    },
+
+    async deleteByFingerprint(tenant: string, fingerprint: Buffer): Promise<number> {
+      return (await db.query('DELETE FROM tokens WHERE tenant_id = $1 AND fingerprint = $2', [tenant, fingerprint])).rowCount;
+    },
+
+    /** Tokens not under `activeVersion`, after `afterId` in id order: one page of a re-wrap. */
+    async pageForRewrap(tenant: string, activeVersion: number, afterId: Buffer, limit: number): Promise<RewrapRow[]> {
+      const result = await db.query<{ token_id: Buffer; key_version: number; envelope: Buffer }>(
+        `SELECT token_id, key_version, envelope FROM tokens
+         WHERE tenant_id = $1 AND token_id > $3 AND key_version <> $2
+         ORDER BY token_id LIMIT $4`,
+        [tenant, activeVersion, afterId, limit],
+      );
+      return result.rows.map((row) => ({ tokenId: row.token_id, keyVersion: row.key_version, envelope: row.envelope }));
+    },
+
+    /** Replaces envelopes in one statement; a row changed or erased meanwhile (other version) is left alone. */
+    async replaceEnvelopes(tenant: string, rows: Array<{ tokenId: Buffer; fromVersion: number; toVersion: number; envelope: Buffer }>): Promise<number> {
+      const result = await db.query(
+        `UPDATE tokens t SET envelope = u.envelope, key_version = u.to_version
+         FROM unnest($2::bytea[], $3::int[], $4::int[], $5::bytea[]) AS u(token_id, from_version, to_version, envelope)
+         WHERE t.tenant_id = $1 AND t.token_id = u.token_id AND t.key_version = u.from_version`,
+        [tenant, rows.map((r) => r.tokenId), rows.map((r) => r.fromVersion), rows.map((r) => r.toVersion), rows.map((r) => r.envelope)],
+      );
+      return result.rowCount;
+    },
+
+    async countByVersion(tenant: string): Promise<Map<number, number>> {
+      const result = await db.query<{ key_version: number; n: string }>(
+        'SELECT key_version, count(*) AS n FROM tokens WHERE tenant_id = $1 GROUP BY key_version',
+        [tenant],
+      );
+      return new Map(result.rows.map((row) => [row.key_version, Number(row.n)]));
+    },
+
+    /** Deletes up to `limit` expired tokens of any tenant; short statements, so the sweep never holds locks long. */
+    async sweepExpired(limit: number): Promise<number> {
+      const result = await db.query(
+        `DELETE FROM tokens WHERE (tenant_id, token_id) IN (
+           SELECT tenant_id, token_id FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= now() LIMIT $1)`,
+        [limit],
+      );
+      return result.rowCount;
+    },
+
+    async deleteTenantPage(tenant: string, limit: number): Promise<number> {
+      const result = await db.query(
+        `DELETE FROM tokens WHERE tenant_id = $1 AND token_id IN (SELECT token_id FROM tokens WHERE tenant_id = $1 LIMIT $2)`,
+        [tenant, limit],
+      );
+      return result.rowCount;
+    },
+  };
+}
+
+export type TokenMaintenance = ReturnType<typeof createTokenMaintenance>;
 
 export type TokensRepository = ReturnType<typeof createTokensRepository>;

@@ -1,7 +1,11 @@
 import type { Logger } from 'pino';
 import type { Keyring } from '../crypto/keyring.js';
-import type { TokensRepository } from '../store/tokens-repository.js';
+import type { KeyAdministration } from '../store/keys-repository.js';
+import type { TokenMaintenance, TokensRepository } from '../store/tokens-repository.js';
 import { detokenize } from './detokenize.js';
+import { eraseNumber, eraseToken } from './erase.js';
+import { destroyKeyVersion, listKeys, rotateKey } from './keys.js';
+import { lookup, tokenMetadata } from './lookup.js';
 import { tokenize, tokenizeBatch } from './tokenize.js';
 
 /** Who is calling: both come only from a verified JWT. */
@@ -12,6 +16,8 @@ export interface Caller {
 
 export interface VaultDeps {
   tokens: TokensRepository;
+  maintenance: TokenMaintenance;
+  keyAdmin: KeyAdministration;
   keyring: Keyring;
   logger: Logger;
 }
@@ -22,6 +28,13 @@ export function createVault(deps: VaultDeps) {
     tokenize: tokenize.bind(null, deps),
     tokenizeBatch: tokenizeBatch.bind(null, deps),
     detokenize: detokenize.bind(null, deps),
+    lookup: lookup.bind(null, deps),
+    tokenMetadata: tokenMetadata.bind(null, deps),
+    eraseToken: eraseToken.bind(null, deps),
+    eraseNumber: eraseNumber.bind(null, deps),
+    rotateKey: rotateKey.bind(null, deps),
+    listKeys: listKeys.bind(null, deps),
+    destroyKeyVersion: destroyKeyVersion.bind(null, deps),
   };
 }
 

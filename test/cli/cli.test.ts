@@ -56,7 +56,7 @@ describe('phonevault CLI', () => {
   });
 
   it('migrate applies once and is idempotent', async () => {
-    expect((await run(['migrate'], baseEnv())).out).toBe('applied 001_init.sql');
+    expect((await run(['migrate'], baseEnv())).out).toBe('applied 001_init.sql, 002_token_expiry_index.sql');
     expect((await run(['migrate'], baseEnv())).out).toBe('database is up to date');
   });
 

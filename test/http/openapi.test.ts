@@ -30,10 +30,25 @@ describe('OpenAPI', () => {
   });
 
   it('describes every endpoint, the bearer scheme and the problem bodies', () => {
-    expect(Object.keys(committed.paths).sort()).toEqual(['/healthz', '/readyz', '/v1/detokenize', '/v1/tokenize', '/v1/tokenize/batch']);
+    expect(Object.keys(committed.paths).sort()).toEqual([
+      '/healthz',
+      '/readyz',
+      '/v1/detokenize',
+      '/v1/erase',
+      '/v1/keys',
+      '/v1/keys/rotate',
+      '/v1/keys/{version}/destroy',
+      '/v1/lookup',
+      '/v1/tokenize',
+      '/v1/tokenize/batch',
+      '/v1/tokens/{token}',
+    ]);
     expect(committed.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
-    for (const path of ['/v1/tokenize', '/v1/tokenize/batch', '/v1/detokenize']) {
-      const responses = committed.paths[path].post.responses;
+    const operations = Object.entries(committed.paths as Record<string, Record<string, { responses: Record<string, any> }>>)
+      .filter(([path]) => path.startsWith('/v1/'))
+      .flatMap(([, methods]) => Object.values(methods));
+    expect(operations).toHaveLength(10);
+    for (const { responses } of operations) {
       for (const status of ['400', '401', '403', '429', '503']) {
         expect(responses[status].content['application/json'].schema.required).toEqual(expect.arrayContaining(['code', 'status', 'detail']));
       }

@@ -1,0 +1,87 @@
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { ConfigError, loadMaintenanceConfig, type Env } from './config.js';
+import { createPgDb } from './store/db.js';
+import { guardMasterKeys } from './store/master-key-guard.js';
+import { createVaultDeps } from './vault/deps.js';
+import { destroyKeyVersion } from './vault/keys.js';
+import { destroyTenant, rewrap, rewrapMasterKeys, sweep, type RewrapProgress } from './vault/maintenance.js';
+
+type Out = (text: string) => void;
+
+/** Connects with the maintenance configuration, refuses a wrong master key, runs fn, always closes. */
+async function withVault<T>(env: Env, fn: (deps: ReturnType<typeof createVaultDeps>) => Promise<T>): Promise<T> {
+  const config = loadMaintenanceConfig(env);
+  const db = createPgDb({ connectionString: config.databaseUrl, max: 4 });
+  try {
+    await guardMasterKeys(db, config.masterKeys);
+    return await fn(createVaultDeps({ db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: pino({ level: 'silent' }) }));
+  } finally {
+    await db.close();
+  }
+}
+
+/** A bar that redraws in place on a terminal, and a plain line at most once a second otherwise. */
+function progressPrinter(out: Out, tty: boolean, write: (text: string) => void) {
+  let lastLine = 0;
+  return (progress: RewrapProgress) => {
+    const share = progress.total === 0 ? 1 : Math.min(1, progress.moved / progress.total);
+    if (tty) {
+      const filled = Math.round(share * 30);
+      write(`\r[${'#'.repeat(filled)}${' '.repeat(30 - filled)}] ${(share * 100).toFixed(0).padStart(3)}%  ${progress.tenant}  ${progress.moved}/${progress.total}`);
+    } else if (Date.now() - lastLine >= 1000) {
+      lastLine = Date.now();
+      out(`rewrap ${progress.tenant}: ${progress.moved}/${progress.total} tokens moved`);
+    }
+  };
+}
+
+export async function rewrapCommand(args: string[], env: Env, out: Out): Promise<number> {
+  const { values } = parseArgs({ args, options: { tenant: { type: 'string' }, 'batch-size': { type: 'string', default: '500' } } });
+  const batchSize = Number(values['batch-size']);
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new ConfigError(['--batch-size must be a whole number from 1 to 10000']);
+  const tty = Boolean(process.stderr.isTTY);
+  const report = await withVault(env, (deps) =>
+    rewrap(deps, { tenant: values.tenant, batchSize, onProgress: progressPrinter(out, tty, (text) => process.stderr.write(text)) }),
+  );
+  if (tty) process.stderr.write('\n');
+  out(`rewrap done: ${report.moved} tokens moved to the active key in ${report.tenants} tenant(s); ${report.remaining} remain on older versions; ${report.unreadable} unreadable`);
+  return report.unreadable > 0 || report.remaining > 0 ? 1 : 0;
+}
+
+export async function keysCommand(args: string[], env: Env, out: Out): Promise<number> {
+  const [action, ...rest] = args;
+  if (action === 'rewrap-master') {
+    const { rewrapped } = await withVault(env, (deps) => rewrapMasterKeys(deps));
+    out(`re-wrapped ${rewrapped} key(s) under the active master key; master keys no longer listed can now be removed`);
+    return 0;
+  }
+  if (action === 'destroy') {
+    const { values } = parseArgs({ args: rest, options: { tenant: { type: 'string' }, version: { type: 'string' } } });
+    const version = Number(values.version);
+    if (!values.tenant || !Number.isInteger(version) || version < 1) throw new ConfigError(['keys destroy needs --tenant T --version N']);
+    await withVault(env, (deps) => destroyKeyVersion(deps, { tenant: values.tenant!, client: 'cli' }, version));
+    out(`destroyed data key version ${version} of tenant ${values.tenant}: it can never encrypt or decrypt again`);
+    return 0;
+  }
+  throw new ConfigError(['usage: phonevault keys destroy --tenant T --version N | phonevault keys rewrap-master']);
+}
+
+export async function sweepCommand(env: Env, out: Out): Promise<number> {
+  const deleted = await withVault(env, (deps) => sweep(deps));
+  out(`sweep: deleted ${deleted} expired token(s)`);
+  return 0;
+}
+
+export async function tenantCommand(args: string[], env: Env, out: Out): Promise<number> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { yes: { type: 'boolean', default: false } } });
+  const [action, tenant] = positionals;
+  if (action !== 'destroy' || !tenant) throw new ConfigError(['usage: phonevault tenant destroy TENANT --yes']);
+  if (!values.yes) {
+    out(`this destroys every key of tenant ${tenant} and deletes its tokens; nothing can bring them back. Run again with --yes`);
+    return 2;
+  }
+  const result = await withVault(env, (deps) => destroyTenant(deps, tenant));
+  out(`tenant ${tenant} destroyed: ${result.keyVersions} data key version(s) and its fingerprint key shredded, ${result.tokens} token(s) deleted`);
+  return 0;
+}

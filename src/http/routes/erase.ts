@@ -1,0 +1,48 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Vault } from '../../vault/vault.js';
+import { bearerSecurity, countryField, phoneField, problemResponses, tokenField } from '../schemas.js';
+
+export default async function eraseRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const guard = [app.identify, app.throttle('lookup'), app.requireIdentity, app.requireScope('erase')];
+
+  app.delete(
+    '/v1/tokens/:token',
+    {
+      onRequest: guard,
+      schema: {
+        summary: 'Delete one token',
+        tags: ['erasure'],
+        security: bearerSecurity,
+        params: z.object({ token: tokenField }),
+        response: { 204: z.null().describe('Deleted'), 404: problemResponses[400].describe('No such token in this tenant'), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      await vault.eraseToken(request.identity!, request.params.token);
+      reply.itemCount = 1;
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/erase',
+    {
+      onRequest: guard,
+      schema: {
+        summary: "Delete every token of one number in the caller's tenant (right to erasure)",
+        tags: ['erasure'],
+        security: bearerSecurity,
+        body: z.strictObject({ phone: phoneField, country: countryField.optional() }),
+        response: { 200: z.object({ erased: z.int() }), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const erased = await vault.eraseNumber(request.identity!, request.body);
+      reply.itemCount = erased;
+      return { erased };
+    },
+  );
+}

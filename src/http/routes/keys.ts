@@ -1,0 +1,73 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Vault } from '../../vault/vault.js';
+import { bearerSecurity, problemResponses } from '../schemas.js';
+
+const keyVersionSchema = z.object({
+  version: z.int(),
+  state: z.enum(['active', 'retired', 'destroyed']),
+  encryptions: z.int().describe('Encryptions counted against this version (an upper bound)'),
+  tokens: z.int().describe('Tokens this version still protects'),
+  createdAt: z.string(),
+  retiredAt: z.string().nullable(),
+  destroyedAt: z.string().nullable(),
+});
+
+export default async function keysRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const guard = [app.identify, app.throttle('admin'), app.requireIdentity, app.requireScope('admin')];
+
+  app.get(
+    '/v1/keys',
+    {
+      onRequest: guard,
+      schema: {
+        summary: "The caller's tenant's data key versions, their state, use and tokens",
+        tags: ['keys'],
+        security: bearerSecurity,
+        response: { 200: z.object({ keys: z.array(keyVersionSchema) }), ...problemResponses },
+      },
+    },
+    async (request) => ({
+      keys: (await vault.listKeys(request.identity!)).map((key) => ({
+        ...key,
+        createdAt: key.createdAt.toISOString(),
+        retiredAt: key.retiredAt?.toISOString() ?? null,
+        destroyedAt: key.destroyedAt?.toISOString() ?? null,
+      })),
+    }),
+  );
+
+  app.post(
+    '/v1/keys/rotate',
+    {
+      onRequest: guard,
+      schema: {
+        summary: "Rotate the caller's tenant's data key: new writes use the new version at once",
+        tags: ['keys'],
+        security: bearerSecurity,
+        response: { 200: z.object({ activeVersion: z.int() }), ...problemResponses },
+      },
+    },
+    async (request) => ({ activeVersion: await vault.rotateKey(request.identity!) }),
+  );
+
+  app.post(
+    '/v1/keys/:version/destroy',
+    {
+      onRequest: guard,
+      schema: {
+        summary: 'Destroy a retired version that no token uses any more; it can never decrypt again',
+        tags: ['keys'],
+        security: bearerSecurity,
+        params: z.object({ version: z.coerce.number().int().min(1).max(2 ** 31 - 1) }),
+        response: { 204: z.null().describe('Destroyed'), 404: problemResponses[400].describe('No such version'), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      await vault.destroyKeyVersion(request.identity!, request.params.version);
+      return reply.code(204).send(null);
+    },
+  );
+}

@@ -1,0 +1,57 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Vault } from '../../vault/vault.js';
+import { bearerSecurity, countryField, lineTypeField, phoneField, problemResponses, tokenField } from '../schemas.js';
+
+export default async function lookupRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.post(
+    '/v1/lookup',
+    {
+      onRequest: [app.identify, app.throttle('lookup'), app.requireIdentity, app.requireScope('lookup')],
+      schema: {
+        summary: "The tokens of a number in the caller's tenant, without any number",
+        tags: ['tokens'],
+        security: bearerSecurity,
+        body: z.strictObject({ phone: phoneField, country: countryField.optional() }),
+        response: { 200: z.object({ tokens: z.array(z.string()) }), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const tokens = await vault.lookup(request.identity!, request.body);
+      reply.itemCount = tokens.length;
+      return { tokens };
+    },
+  );
+
+  app.get(
+    '/v1/tokens/:token',
+    {
+      onRequest: [app.identify, app.throttle('lookup'), app.requireIdentity, app.requireScope('detokenize', 'detokenize:masked', 'lookup')],
+      schema: {
+        summary: "A token's metadata; never its number",
+        tags: ['tokens'],
+        security: bearerSecurity,
+        params: z.object({ token: tokenField }),
+        response: {
+          200: z.object({
+            token: z.string(),
+            country: z.string().nullable(),
+            lineType: lineTypeField,
+            deterministic: z.boolean(),
+            createdAt: z.string(),
+            expiresAt: z.string().nullable(),
+          }),
+          404: problemResponses[400].describe('No such token in this tenant'),
+          ...problemResponses,
+        },
+      },
+    },
+    async (request) => {
+      const metadata = await vault.tokenMetadata(request.identity!, request.params.token);
+      return { ...metadata, createdAt: metadata.createdAt.toISOString(), expiresAt: metadata.expiresAt?.toISOString() ?? null };
+    },
+  );
+}

@@ -1,0 +1,110 @@
+import { openNumber, sealNumber } from '../crypto/number-envelope.js';
+import type { VaultDeps } from './vault.js';
+import type { MasterKeySet } from '../crypto/master-keys.js';
+
+export interface RewrapProgress {
+  tenant: string;
+  moved: number;
+  total: number;
+}
+
+export interface RewrapReport {
+  tenants: number;
+  moved: number;
+  unreadable: number;
+  remaining: number;
+}
+
+const MAX_PASSES = 3;
+
+async function activeVersionOf(deps: VaultDeps, tenant: string): Promise<number | null> {
+  const versions = await deps.keyAdmin.listVersions(tenant);
+  return versions.find((version) => version.state === 'active')?.version ?? null;
+}
+
+/**
+ * Moves a tenant's tokens from older data key versions to the active one, one page (one short statement) at a
+ * time, while the vault serves traffic. Safe to interrupt and run again: each row is moved only if it is still
+ * under the version it was read with. Passes repeat, so rows written under a just-retired version by another
+ * instance's lease are moved too.
+ */
+export async function rewrap(
+  deps: VaultDeps,
+  options: { tenant?: string | undefined; batchSize: number; onProgress?: (progress: RewrapProgress) => void },
+): Promise<RewrapReport> {
+  const tenants = options.tenant ? [options.tenant] : await deps.keyAdmin.listTenants();
+  const report: RewrapReport = { tenants: tenants.length, moved: 0, unreadable: 0, remaining: 0 };
+  for (const tenant of tenants) {
+    const reader = await deps.keyring.forReading(tenant);
+    if (!reader) continue;
+    for (let pass = 0; pass < MAX_PASSES; pass++) {
+      const active = await activeVersionOf(deps, tenant);
+      if (active === null) break;
+      const counts = await deps.maintenance.countByVersion(tenant);
+      const total = [...counts].reduce((sum, [version, n]) => (version === active ? sum : sum + n), 0);
+      if (total === 0) break;
+      let moved = 0;
+      let after: Buffer = Buffer.alloc(0);
+      for (;;) {
+        const page = await deps.maintenance.pageForRewrap(tenant, active, after, options.batchSize);
+        if (page.length === 0) break;
+        after = page.at(-1)!.tokenId;
+        const keys = await deps.keyring.forWriting(tenant, page.length);
+        const rows = [];
+        for (const row of page) {
+          const oldKey = await reader.dataKey(row.keyVersion);
+          let e164: string;
+          try {
+            if (!oldKey) throw new Error('key version gone');
+            e164 = openNumber(oldKey, { tenant, tokenId: row.tokenId }, row.envelope);
+          } catch {
+            report.unreadable++;
+            continue;
+          }
+          rows.push({ tokenId: row.tokenId, fromVersion: row.keyVersion, toVersion: keys.version, envelope: sealNumber(keys.key, keys.version, { tenant, tokenId: row.tokenId }, e164) });
+        }
+        if (rows.length > 0) moved += await deps.maintenance.replaceEnvelopes(tenant, rows);
+        options.onProgress?.({ tenant, moved, total });
+      }
+      report.moved += moved;
+      if (moved === 0) break;
+    }
+    const active = await activeVersionOf(deps, tenant);
+    const counts = await deps.maintenance.countByVersion(tenant);
+    report.remaining += [...counts].reduce((sum, [version, n]) => (version === active ? sum : sum + n), 0);
+  }
+  return report;
+}
+
+/** Re-wraps every data and fingerprint key under the active master key; then older master keys can go. */
+export async function rewrapMasterKeys(deps: VaultDeps & { masterKeySet: MasterKeySet }): Promise<{ rewrapped: number }> {
+  const rows = await deps.keyAdmin.wrappedNotUnder(deps.masterKeySet.activeId);
+  let rewrapped = 0;
+  for (const row of rows) {
+    const raw = deps.masterKeySet.unwrap(row.tenant, row.purpose, row.version, row.wrapped);
+    if (await deps.keyAdmin.replaceWrapped(row, deps.masterKeySet.wrap(row.tenant, row.purpose, row.version, raw))) rewrapped++;
+  }
+  return { rewrapped };
+}
+
+/** Deletes expired tokens in short batches until none is left. */
+export async function sweep(deps: VaultDeps, batchSize = 1_000): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const n = await deps.maintenance.sweepExpired(batchSize);
+    deleted += n;
+    if (n < batchSize) return deleted;
+  }
+}
+
+/** Crypto-shreds a tenant: keys first (everything unreadable at once), then its rows in batches. */
+export async function destroyTenant(deps: VaultDeps, tenant: string, batchSize = 5_000): Promise<{ keyVersions: number; tokens: number }> {
+  const keyVersions = await deps.keyAdmin.destroyTenantKeys(tenant);
+  deps.keyring.forget(tenant);
+  let tokens = 0;
+  for (;;) {
+    const n = await deps.maintenance.deleteTenantPage(tenant, batchSize);
+    tokens += n;
+    if (n < batchSize) return { keyVersions, tokens };
+  }
+}
