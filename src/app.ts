@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import auth from './http/auth.js';
+import guard from './http/guard.js';
 import { VaultLogController } from './http/log-controller.js';
 import metrics from './http/metrics.js';
 import { OPENAPI_DOCUMENT } from './http/openapi.js';
@@ -78,6 +79,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(metrics, { db: deps.db, keyMaxEncryptions: config.keyMaxEncryptions });
   await app.register(auth, { jwt: config.jwt });
   await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
+  await app.register(guard);
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

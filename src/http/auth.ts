@@ -33,12 +33,37 @@ declare module 'fastify' {
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const claimsSchema = z.object({
+  exp: z.number(),
   sub: z.string().min(1).max(128),
   tenant: z.string().regex(TENANT),
   scope: z.string().max(1024).default(''),
 });
 
 const REALM = 'Bearer realm="phonevault"';
+const IDENTITY_CACHE_SIZE = 10_000;
+const IDENTITY_CACHE_MAX_AGE_MS = 5 * 60_000;
+
+/**
+ * Tokens that verified, by their exact Authorization header, until the token's own `exp` (and at most five
+ * minutes): a client sends the same JWT for many requests, and verifying it once is enough. Failures are never
+ * cached. Insertion order makes the oldest entry the first to go when the cache is full.
+ */
+function createIdentityCache() {
+  const entries = new Map<string, { identity: Identity; until: number }>();
+  return {
+    get(header: string): Identity | null {
+      const entry = entries.get(header);
+      if (!entry) return null;
+      if (entry.until > Date.now()) return entry.identity;
+      entries.delete(header);
+      return null;
+    },
+    set(header: string, identity: Identity, expiresAt: number): void {
+      if (entries.size >= IDENTITY_CACHE_SIZE) entries.delete(entries.keys().next().value!);
+      entries.set(header, { identity, until: Math.min(expiresAt, Date.now() + IDENTITY_CACHE_MAX_AGE_MS) });
+    },
+  };
+}
 
 async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
   const { jwt } = options;
@@ -59,7 +84,6 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
       allowedAud: jwt.audience,
       requiredClaims: ['exp', 'iss', 'aud', 'sub', 'tenant'],
       clockTolerance: 5_000,
-      cache: true,
       complete: false,
     },
   });
@@ -67,8 +91,16 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
   app.decorateRequest('identity', null);
   app.decorateRequest('identityUnavailable', false);
 
+  const verified = createIdentityCache();
+
   app.decorate('identify', async (request: FastifyRequest) => {
-    if (!request.headers.authorization) return;
+    const header = request.headers.authorization;
+    if (!header) return;
+    const cached = verified.get(header);
+    if (cached) {
+      request.identity = cached;
+      return;
+    }
     try {
       const claims = claimsSchema.safeParse(await request.jwtVerify());
       if (!claims.success) return;
@@ -77,6 +109,7 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
         client: claims.data.sub,
         scopes: new Set(claims.data.scope.split(' ').filter(Boolean)),
       };
+      verified.set(header, request.identity, claims.data.exp * 1000);
     } catch (error) {
       // Any verification failure is the same 401; the reason never helps a caller and could help an attacker.
       if (isVaultError(error) && error.code === 'unavailable') request.identityUnavailable = true;

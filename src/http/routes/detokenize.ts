@@ -16,7 +16,7 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
   app.post(
     '/v1/detokenize',
     {
-      onRequest: [app.identify, app.throttle('detokenize'), app.requireIdentity, app.requireScope('detokenize', 'detokenize:masked')],
+      onRequest: app.guard('detokenize', 'detokenize', 'detokenize:masked'),
       schema: {
         summary: 'Turn tokens back into numbers (plain with detokenize, masked with detokenize:masked)',
         tags: ['tokens'],

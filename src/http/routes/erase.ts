@@ -6,7 +6,7 @@ import { bearerSecurity, countryField, phoneField, problemResponses, tokenField 
 
 export default async function eraseRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  const guard = [app.identify, app.throttle('lookup'), app.requireIdentity, app.requireScope('erase')];
+  const guard = app.guard('lookup', 'erase');
 
   app.delete(
     '/v1/tokens/:token',

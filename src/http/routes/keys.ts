@@ -16,7 +16,7 @@ const keyVersionSchema = z.object({
 
 export default async function keysRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  const guard = [app.identify, app.throttle('admin'), app.requireIdentity, app.requireScope('admin')];
+  const guard = app.guard('admin', 'admin');
 
   app.get(
     '/v1/keys',

@@ -10,7 +10,7 @@ export default async function lookupRoutes(fastify: FastifyInstance, { vault }: 
   app.post(
     '/v1/lookup',
     {
-      onRequest: [app.identify, app.throttle('lookup'), app.requireIdentity, app.requireScope('lookup')],
+      onRequest: app.guard('lookup', 'lookup'),
       schema: {
         summary: "The tokens of a number in the caller's tenant, without any number",
         tags: ['tokens'],
@@ -29,7 +29,7 @@ export default async function lookupRoutes(fastify: FastifyInstance, { vault }: 
   app.get(
     '/v1/tokens/:token',
     {
-      onRequest: [app.identify, app.throttle('lookup'), app.requireIdentity, app.requireScope('detokenize', 'detokenize:masked', 'lookup')],
+      onRequest: app.guard('lookup', 'detokenize', 'detokenize:masked', 'lookup'),
       schema: {
         summary: "A token's metadata; never its number",
         tags: ['tokens'],

@@ -19,7 +19,7 @@ const tokenizedSchema = z.object({
 
 export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, batchMax }: TokenizeRoutesOptions) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  const guard = [app.identify, app.throttle('tokenize'), app.requireIdentity, app.requireScope('tokenize')];
+  const guard = app.guard('tokenize', 'tokenize');
 
   app.post(
     '/v1/tokenize',

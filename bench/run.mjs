@@ -1,0 +1,214 @@
+// npm run bench: the vault against its hardware's own limits, measured in one run. Baselines (raw pg from Node,
+// bare Fastify) run on the same machine at the same concurrency, and every vault figure is quoted as a ratio to
+// one. Writes the figures to bench/results/. Settings: BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_LARGE_ROWS.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { createSigner } from 'fast-jwt';
+import pg from 'pg';
+import { fnLoad, httpLoad as nodeHttpLoad, wrkAvailable, wrkLoad } from './load.mjs';
+
+const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const LARGE_ROWS = Number(process.env.BENCH_LARGE_ROWS ?? 1_000_000);
+const CONNECTIONS = 50;
+const BATCH_CONNECTIONS = 4;
+const BATCH = 1000;
+const durationMs = SECONDS * 1000;
+const LOADGEN = process.env.BENCH_LOADGEN ?? (wrkAvailable() ? 'wrk' : 'node');
+const httpLoad = LOADGEN === 'wrk' ? wrkLoad : nodeHttpLoad;
+const bin = new URL('../bin/phonevault.js', import.meta.url).pathname;
+
+const dbName = `phonevault_bench_${process.pid}`;
+const dbUrl = (() => {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${dbName}`;
+  return url.toString();
+})();
+const phone = (i) => `+1201555${String(i % 10_000).padStart(4, '0')}`;
+const log = (text) => process.stderr.write(`${text}\n`);
+
+async function admin(sql) {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+function run(args, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited ${code}`))));
+  });
+}
+
+async function startVault(env) {
+  const started = performance.now();
+  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (chunk) => {
+      out += chunk;
+      const match = /"url":"(http:\/\/[^"]+)"/.exec(out);
+      if (match) {
+        child.stdout.off('data', onData);
+        child.stdout.resume(); // keep draining the request log
+        resolve(match[1]);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`vault exited ${code}`)));
+  });
+  for (;;) {
+    const res = await fetch(`${url}/readyz`).catch(() => null);
+    if (res?.ok) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return { child, url, readyMs: performance.now() - started };
+}
+
+function peakRssMb(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)[1]) / 1024;
+}
+
+const results = {};
+const note = (name, result) => {
+  results[name] = result;
+  log(`  ${name.padEnd(30)} ${result.itemsPerSecond.toFixed(0).padStart(9)} items/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms${result.errors ? `  errors ${result.errors}` : ''}`);
+};
+
+await admin(`DROP DATABASE IF EXISTS ${dbName}`);
+await admin(`CREATE DATABASE ${dbName}`);
+let vault;
+let echo;
+let pool;
+try {
+  const secret = randomBytes(48).toString('base64');
+  const env = {
+    DATABASE_URL: dbUrl,
+    VAULT_MASTER_KEY: randomBytes(32).toString('base64'),
+    JWT_SECRET: secret,
+    JWT_ISSUER: 'bench',
+    JWT_AUDIENCE: 'bench',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    RATE_LIMIT_TOKENIZE: '1000000000/1m',
+    RATE_LIMIT_DETOKENIZE: '1000000000/1m',
+    DETOKENIZE_ITEMS_LIMIT: '1000000000/1h',
+  };
+  await run(['migrate'], env);
+  log(`phonevault bench — ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`);
+  log(`load generator: ${LOADGEN === 'wrk' ? 'wrk (1 thread)' : 'Node http (install wrk for a lighter one)'}, on the same cores as the vault and Postgres; ${SECONDS} s a scenario`);
+
+  // Baselines.
+  echo = spawn(process.execPath, [new URL('./echo-server.mjs', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const echoUrl = (await new Promise((resolve) => echo.stdout.once('data', resolve))).toString().trim();
+  note('baseline fastify echo', await httpLoad({ baseUrl: echoUrl, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', body: { phone: phone(i) } }) }));
+  echo.kill('SIGTERM');
+
+  pool = new pg.Pool({ connectionString: dbUrl, max: CONNECTIONS });
+  await pool.query('CREATE TABLE bench_raw (LIKE tokens INCLUDING ALL)');
+  const row = () => ['bench', randomBytes(16), 1, randomBytes(49), randomBytes(32), false, 'US', 'mobile'];
+  const insertOne = 'INSERT INTO bench_raw (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)';
+  note('baseline raw INSERT', await fnLoad({ concurrency: CONNECTIONS, durationMs, run: () => pool.query(insertOne, row()) }));
+  const rawIds = (await pool.query('SELECT token_id FROM bench_raw LIMIT 10000')).rows.map((r) => r.token_id);
+  note('baseline raw PK SELECT', await fnLoad({
+    concurrency: CONNECTIONS,
+    durationMs,
+    run: (i) => pool.query({ name: 'pk', text: 'SELECT token_id, key_version, envelope, country FROM bench_raw WHERE tenant_id = $1 AND token_id = $2', values: ['bench', rawIds[i % rawIds.length]] }),
+  }));
+  const unnest = `INSERT INTO bench_raw (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type)
+    SELECT 'bench', * FROM unnest($1::bytea[], $2::int[], $3::bytea[], $4::bytea[], $5::bool[], $6::text[], $7::text[])`;
+  note('baseline raw unnest INSERT 1000', await fnLoad({
+    concurrency: BATCH_CONNECTIONS,
+    durationMs,
+    items: BATCH,
+    run: () => {
+      const rows = Array.from({ length: BATCH }, row);
+      // Columns 1..7 of the row shape (the tenant is the constant in the statement).
+      return pool.query(unnest, [1, 2, 3, 4, 5, 6, 7].map((column) => rows.map((r) => r[column])));
+    },
+  }));
+  note('baseline raw SELECT 1000', await fnLoad({
+    concurrency: BATCH_CONNECTIONS,
+    durationMs,
+    items: BATCH,
+    run: (i) => pool.query({ name: 'many', text: 'SELECT token_id, key_version, envelope, country FROM bench_raw WHERE tenant_id = $1 AND token_id = ANY($2::bytea[])', values: ['bench', Array.from({ length: BATCH }, (_, k) => rawIds[(i * BATCH + k) % rawIds.length])] }),
+  }));
+
+  // The vault.
+  vault = await startVault(env);
+  results.readyMs = vault.readyMs;
+  log(`  vault ready in ${vault.readyMs.toFixed(0)} ms`);
+  const jwt = createSigner({ key: secret, algorithm: 'HS256', iss: 'bench', aud: 'bench', expiresIn: 3_600_000 })({ sub: 'bench', tenant: 'acme', scope: 'tokenize detokenize' });
+  const headers = { authorization: `Bearer ${jwt}` };
+  const seeded = [];
+  for (let start = 0; start < 10_000; start += BATCH) {
+    const res = await fetch(`${vault.url}/v1/tokenize/batch`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(start + k) })) }) });
+    seeded.push(...(await res.json()).results.map((r) => r.token));
+  }
+  note('vault detokenize @10k rows', await httpLoad({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
+  note('vault tokenize', await httpLoad({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers, body: { phone: phone(i) } }) }));
+  note('vault batch tokenize 1000', await httpLoad({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/tokenize/batch', headers, body: { items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(i * BATCH + k) })) } }) }));
+  note('vault batch detokenize 1000', await httpLoad({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: Array.from({ length: BATCH }, (_, k) => seeded[(i * BATCH + k) % seeded.length]) } }) }));
+
+  const { n } = (await pool.query('SELECT count(*)::int AS n FROM tokens')).rows[0];
+  if (LARGE_ROWS > n) {
+    log(`  filling the tokens table from ${n} to ${LARGE_ROWS} rows…`);
+    await pool.query(`INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type)
+      SELECT 'filler-' || (g % 100), decode(md5(g::text || random()::text), 'hex'), 1, decode(repeat('00', 49), 'hex'),
+             sha256(g::text::bytea), false, 'US', 'mobile'
+      FROM generate_series(1, $1) g`, [LARGE_ROWS - n]);
+    await pool.query('VACUUM ANALYZE tokens');
+  }
+  results.largeRows = Math.max(LARGE_ROWS, n);
+  note(`vault detokenize @${(results.largeRows / 1e6).toFixed(1)}M rows`, await httpLoad({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
+  results.peakRssMb = peakRssMb(vault.child.pid);
+} finally {
+  vault?.child.kill('SIGTERM');
+  echo?.kill('SIGTERM');
+  await pool?.end();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+}
+
+const r = (name) => results[name].itemsPerSecond;
+const largeName = `vault detokenize @${(results.largeRows / 1e6).toFixed(1)}M rows`;
+const ratios = [
+  ['single tokenize / raw INSERT', r('vault tokenize') / r('baseline raw INSERT'), 1.5],
+  ['single detokenize / raw PK SELECT', r('vault detokenize @10k rows') / r('baseline raw PK SELECT'), 1.0],
+  ['batch tokenize / raw unnest INSERT', r('vault batch tokenize 1000') / r('baseline raw unnest INSERT 1000'), 0.7],
+  ['batch detokenize / raw SELECT 1000', r('vault batch detokenize 1000') / r('baseline raw SELECT 1000'), 0.7],
+  ['detokenize 1M rows / 10k rows', r(largeName) / r('vault detokenize @10k rows'), 0.8],
+  ['single tokenize / fastify echo', r('vault tokenize') / r('baseline fastify echo'), null],
+  ['single detokenize / fastify echo', r('vault detokenize @10k rows') / r('baseline fastify echo'), null],
+];
+const lines = [
+  '',
+  `| scenario | items/s | p50 ms | p99 ms |`,
+  `|---|---:|---:|---:|`,
+  ...Object.entries(results)
+    .filter(([, v]) => typeof v === 'object')
+    .map(([name, v]) => `| ${name} | ${v.itemsPerSecond.toFixed(0)} | ${v.p50Ms.toFixed(2)} | ${v.p99Ms.toFixed(2)} |`),
+  '',
+  `| ratio | measured | target |`,
+  `|---|---:|---:|`,
+  ...ratios.map(([name, value, target]) => `| ${name} | ${value.toFixed(2)}× | ${target === null ? '—' : `≥ ${target}×`} |`),
+  '',
+  `vault peak RSS ${results.peakRssMb.toFixed(0)} MB (target ≤ 200); ready ${results.readyMs.toFixed(0)} ms after spawn (target ≤ 1500)`,
+  `single tokenize p99 ${results['vault tokenize'].p99Ms.toFixed(1)} ms at ${CONNECTIONS} connections (target ≤ 30)`,
+  `load generator: ${LOADGEN}; it shares the same ${os.cpus().length} cores with the vault and Postgres, so absolute figures are lower bounds`,
+];
+process.stdout.write(`${lines.join('\n')}\n`);
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const file = new URL(`./results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
+writeFileSync(file, JSON.stringify({ loadGenerator: LOADGEN, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: os.totalmem() / 2 ** 30, node: process.version }, seconds: SECONDS, connections: CONNECTIONS, batchConnections: BATCH_CONNECTIONS, results, ratios: Object.fromEntries(ratios.map(([name, value, target]) => [name, { value, target }])) }, null, 2));
+process.stdout.write(`figures written to ${file.pathname}\n`);
