@@ -45,12 +45,15 @@ export function parsePhone(input: string, defaultCountry?: string): ParsedPhone 
   } catch {
     phone = undefined;
   }
-  if (!phone || !phone.isValid()) throw new VaultError('invalid_phone', 'not a valid phone number');
+  // With the full metadata a number is valid exactly when it matches a number type, so one match answers both
+  // questions; isValid() stays the authority for the rare region without type patterns.
+  const type = phone?.getType();
+  if (!phone || (type === undefined && !phone.isValid())) throw new VaultError('invalid_phone', 'not a valid phone number');
   // An extension has no place in E.164: refusing it is better than silently storing a different number.
   if (phone.ext) throw new VaultError('invalid_phone', 'extensions are not supported');
   return {
     e164: phone.number,
     country: phone.country ?? null,
-    lineType: (phone.getType()?.toLowerCase() as LineType | undefined) ?? 'unknown',
+    lineType: (type?.toLowerCase() as LineType | undefined) ?? 'unknown',
   };
 }

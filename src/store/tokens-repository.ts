@@ -55,7 +55,16 @@ interface ReadJob {
   tokenIds: Buffer[];
 }
 
-const key = (tenant: string, id: Buffer) => `${tenant}\u0000${id.toString('hex')}`;
+// latin1 maps each byte to one character: the cheapest exact string form of an id for a Map key.
+const key = (tenant: string, id: Buffer) => `${tenant}\u0000${id.toString('latin1')}`;
+
+/** What detokenize needs of a row, and no more (no dates to parse on the hottest read). */
+export interface SealedToken {
+  tokenId: Buffer;
+  keyVersion: number;
+  envelope: Buffer;
+  country: string | null;
+}
 
 /**
  * The hot paths. Concurrent inserts share one multi-row INSERT and one commit, and concurrent reads one
@@ -99,25 +108,28 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number }
     batching,
   );
 
-  const readBatch = createBatcher<ReadJob, StoredToken[]>(
+  const readBatch = createBatcher<ReadJob, SealedToken[]>(
     async (jobs) => {
       const tenants = jobs.flatMap((job) => job.tokenIds.map(() => job.tenant));
       const ids = jobs.flatMap((job) => job.tokenIds);
-      const result = await db.query<TokenRow & { tenant_id: string }>(
-        `SELECT tenant_id, token_id, key_version, envelope, deterministic, country, line_type, created_at, expires_at
+      const result = await db.query<{ tenant_id: string; token_id: Buffer; key_version: number; envelope: Buffer; country: string | null }>(
+        `SELECT tenant_id, token_id, key_version, envelope, country
          FROM tokens WHERE (tenant_id, token_id) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))
            AND (expires_at IS NULL OR expires_at > now())`,
         [tenants, ids],
       );
-      const found = new Map(result.rows.map((row) => [key(row.tenant_id, row.token_id), toStoredToken(row)]));
+      const found = new Map<string, SealedToken>();
+      for (const row of result.rows) {
+        found.set(key(row.tenant_id, row.token_id), { tokenId: row.token_id, keyVersion: row.key_version, envelope: row.envelope, country: row.country });
+      }
       return jobs.map((job) => job.tokenIds.flatMap((id) => found.get(key(job.tenant, id)) ?? []));
     },
     (job) => job.tokenIds.length,
     batching,
   );
 
-  /** Live (unexpired) tokens of the tenant among these ids. */
-  const findLive = (tenant: string, tokenIds: Buffer[]): Promise<StoredToken[]> => readBatch({ tenant, tokenIds: [...new Map(tokenIds.map((id) => [id.toString('hex'), id])).values()] });
+  /** The sealed numbers of the tenant's live (unexpired) tokens among these distinct ids. */
+  const findSealed = (tenant: string, tokenIds: Buffer[]): Promise<SealedToken[]> => readBatch({ tenant, tokenIds });
 
   return {
     /**
@@ -136,11 +148,17 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number }
       return new Map(result.rows.map((row) => [row.fingerprint.toString('hex'), { ...toStoredToken(row), fingerprint: row.fingerprint }]));
     },
 
-    findLive,
+    findSealed,
 
+    /** One live token's row, for its metadata. */
     async findLiveOne(tenant: string, tokenId: Buffer): Promise<StoredToken | null> {
-      const [row] = await findLive(tenant, [tokenId]);
-      return row ?? null;
+      const result = await db.query<TokenRow>(
+        `SELECT token_id, key_version, envelope, deterministic, country, line_type, created_at, expires_at
+         FROM tokens WHERE tenant_id = $1 AND token_id = $2 AND (expires_at IS NULL OR expires_at > now())`,
+        [tenant, tokenId],
+      );
+      const [row] = result.rows;
+      return row ? toStoredToken(row) : null;
     },
   };
 }

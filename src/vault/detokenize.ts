@@ -16,13 +16,15 @@ export type Detokenized =
  * key was destroyed is `not_found`, indistinguishable from each other. Plaintext numbers are never cached.
  */
 export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string[], redaction: Redaction): Promise<Detokenized[]> {
+  // Keyed by the token string, which is canonical: one id has exactly one spelling (src/crypto/tokens.ts).
   const ids = new Map<string, Buffer>();
   for (const token of tokens) {
+    if (ids.has(token)) continue;
     const id = parseToken(token);
     if (id) ids.set(token, id);
   }
   const keys = ids.size > 0 ? await deps.keyring.forReading(caller.tenant) : null;
-  const rows = keys ? await deps.tokens.findLive(caller.tenant, [...ids.values()]) : [];
+  const rows = keys ? await deps.tokens.findSealed(caller.tenant, [...ids.values()]) : [];
   const found = new Map<string, Detokenized>();
   for (const row of rows) {
     const token = formatToken(row.tokenId);
