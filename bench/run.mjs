@@ -19,6 +19,8 @@ const durationMs = SECONDS * 1000;
 const LOADGEN = process.env.BENCH_LOADGEN ?? (wrkAvailable() ? 'wrk' : 'node');
 const httpLoad = LOADGEN === 'wrk' ? wrkLoad : nodeHttpLoad;
 const bin = new URL('../bin/phonevault.js', import.meta.url).pathname;
+// The image's own Node settings (Dockerfile), so that the figures are those of the vault as it ships.
+const VAULT_NODE_OPTIONS = /NODE_OPTIONS="([^"]+)"/.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'))[1];
 
 const dbName = `phonevault_bench_${process.pid}`;
 const dbUrl = (() => {
@@ -50,7 +52,7 @@ function run(args, env) {
 
 async function startVault(env) {
   const started = performance.now();
-  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env, NODE_OPTIONS: VAULT_NODE_OPTIONS }, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise((resolve, reject) => {
     let out = '';
     const onData = (chunk) => {
@@ -106,6 +108,7 @@ try {
   };
   await run(['migrate'], env);
   log(`phonevault bench — ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`);
+  log(`vault NODE_OPTIONS (from the Dockerfile): ${VAULT_NODE_OPTIONS}`);
   log(`load generator: ${LOADGEN === 'wrk' ? 'wrk (1 thread)' : 'Node http (install wrk for a lighter one)'}, on the same cores as the vault and Postgres; ${SECONDS} s a scenario`);
 
   // Baselines.

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { getHeapStatistics } from 'node:v8';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import underPressure from '@fastify/under-pressure';
@@ -70,6 +71,8 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(underPressure, {
     maxEventLoopDelay: deps.loadShedding?.maxEventLoopDelayMs ?? 1_000,
+    // Shed load before the heap limit turns into an out-of-memory crash (the image caps the heap to keep RSS low).
+    maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * 0.9),
     sampleInterval: deps.loadShedding?.sampleIntervalMs ?? 1_000,
     retryAfter: 5,
     pressureHandler: (_request, reply) => {
