@@ -8,6 +8,7 @@ import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zo
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
+import audit from './http/audit.js';
 import auth from './http/auth.js';
 import guard from './http/guard.js';
 import { VaultLogController } from './http/log-controller.js';
@@ -15,6 +16,7 @@ import metrics from './http/metrics.js';
 import { OPENAPI_DOCUMENT } from './http/openapi.js';
 import { errorHandler, sendProblem } from './http/problem.js';
 import { serializerCompiler } from './http/serializer.js';
+import auditRoutes from './http/routes/audit.js';
 import detokenizeRoutes from './http/routes/detokenize.js';
 import eraseRoutes from './http/routes/erase.js';
 import keysRoutes from './http/routes/keys.js';
@@ -22,6 +24,7 @@ import lookupRoutes from './http/routes/lookup.js';
 import healthRoutes from './http/routes/health.js';
 import tokenizeRoutes from './http/routes/tokenize.js';
 import throttle from './http/throttle.js';
+import { createAuditRepository } from './store/audit-repository.js';
 import type { Db } from './store/db.js';
 import { createVaultDeps } from './vault/deps.js';
 import { createVault } from './vault/vault.js';
@@ -84,6 +87,8 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(auth, { jwt: config.jwt });
   await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
   await app.register(guard);
+  const auditRepository = createAuditRepository(deps.db);
+  await app.register(audit, { audit: auditRepository });
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -99,6 +104,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(lookupRoutes, { vault });
   await app.register(eraseRoutes, { vault });
   await app.register(keysRoutes, { vault });
+  await app.register(auditRoutes, { audit: auditRepository });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

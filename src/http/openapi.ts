@@ -11,6 +11,7 @@ export const OPENAPI_DOCUMENT = {
     { name: 'tokens', description: 'Tokenize and detokenize phone numbers' },
     { name: 'erasure', description: 'Delete tokens and numbers' },
     { name: 'keys', description: "Data key rotation and destruction for the caller's tenant" },
+    { name: 'audit', description: "The caller's tenant's append-only, hash-chained audit trail" },
     { name: 'operations', description: 'Liveness and readiness' },
   ],
   components: {

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { createVerifier } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli.js';
@@ -56,7 +57,9 @@ describe('phonevault CLI', () => {
   });
 
   it('migrate applies once and is idempotent', async () => {
-    expect((await run(['migrate'], baseEnv())).out).toBe('applied 001_init.sql, 002_token_expiry_index.sql');
+    const files = readdirSync(new URL('../../migrations/', import.meta.url)).filter((name) => name.endsWith('.sql')).sort();
+    expect(files[0]).toBe('001_init.sql');
+    expect((await run(['migrate'], baseEnv())).out).toBe(`applied ${files.join(', ')}`);
     expect((await run(['migrate'], baseEnv())).out).toBe('database is up to date');
   });
 

@@ -33,6 +33,7 @@ describe('OpenAPI', () => {
     expect(Object.keys(committed.paths).sort()).toEqual([
       '/healthz',
       '/readyz',
+      '/v1/audit',
       '/v1/detokenize',
       '/v1/erase',
       '/v1/keys',
@@ -47,7 +48,7 @@ describe('OpenAPI', () => {
     const operations = Object.entries(committed.paths as Record<string, Record<string, { responses: Record<string, any> }>>)
       .filter(([path]) => path.startsWith('/v1/'))
       .flatMap(([, methods]) => Object.values(methods));
-    expect(operations).toHaveLength(10);
+    expect(operations).toHaveLength(11);
     for (const { responses } of operations) {
       for (const status of ['400', '401', '403', '429', '503']) {
         expect(responses[status].content['application/json'].schema.required).toEqual(expect.arrayContaining(['code', 'status', 'detail']));

@@ -17,6 +17,7 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
     '/v1/detokenize',
     {
       onRequest: app.guard('detokenize', 'detokenize', 'detokenize:masked'),
+      config: { audit: 'detokenize' },
       schema: {
         summary: 'Turn tokens back into numbers (plain with detokenize, masked with detokenize:masked)',
         tags: ['tokens'],
@@ -45,6 +46,7 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
         throw new VaultError('insufficient_scope', 'plain numbers need the scope detokenize; ask for redaction "masked"');
       }
       reply.itemCount = request.body.tokens.length;
+      reply.auditAction = redaction === 'masked' ? 'detokenize_masked' : 'detokenize';
       await app.spendDetokenizeItems(request, reply, request.body.tokens.length);
       const results = await vault.detokenize(identity, request.body.tokens, redaction);
       for (const result of results) {

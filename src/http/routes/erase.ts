@@ -12,6 +12,7 @@ export default async function eraseRoutes(fastify: FastifyInstance, { vault }: {
     '/v1/tokens/:token',
     {
       onRequest: guard,
+      config: { audit: 'erase' },
       schema: {
         summary: 'Delete one token',
         tags: ['erasure'],
@@ -21,8 +22,8 @@ export default async function eraseRoutes(fastify: FastifyInstance, { vault }: {
       },
     },
     async (request, reply) => {
-      await vault.eraseToken(request.identity!, request.params.token);
       reply.itemCount = 1;
+      await vault.eraseToken(request.identity!, request.params.token);
       return reply.code(204).send(null);
     },
   );
@@ -31,6 +32,7 @@ export default async function eraseRoutes(fastify: FastifyInstance, { vault }: {
     '/v1/erase',
     {
       onRequest: guard,
+      config: { audit: 'erase_number' },
       schema: {
         summary: "Delete every token of one number in the caller's tenant (right to erasure)",
         tags: ['erasure'],

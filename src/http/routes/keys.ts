@@ -22,6 +22,7 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
     '/v1/keys',
     {
       onRequest: guard,
+      config: { audit: 'keys_list' },
       schema: {
         summary: "The caller's tenant's data key versions, their state, use and tokens",
         tags: ['keys'],
@@ -43,6 +44,7 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
     '/v1/keys/rotate',
     {
       onRequest: guard,
+      config: { audit: 'keys_rotate' },
       schema: {
         summary: "Rotate the caller's tenant's data key: new writes use the new version at once",
         tags: ['keys'],
@@ -57,6 +59,7 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
     '/v1/keys/:version/destroy',
     {
       onRequest: guard,
+      config: { audit: 'keys_destroy' },
       schema: {
         summary: 'Destroy a retired version that no token uses any more; it can never decrypt again',
         tags: ['keys'],

@@ -11,6 +11,7 @@ export default async function lookupRoutes(fastify: FastifyInstance, { vault }: 
     '/v1/lookup',
     {
       onRequest: app.guard('lookup', 'lookup'),
+      config: { audit: 'lookup' },
       schema: {
         summary: "The tokens of a number in the caller's tenant, without any number",
         tags: ['tokens'],
@@ -30,6 +31,7 @@ export default async function lookupRoutes(fastify: FastifyInstance, { vault }: 
     '/v1/tokens/:token',
     {
       onRequest: app.guard('lookup', 'detokenize', 'detokenize:masked', 'lookup'),
+      config: { audit: 'metadata' },
       schema: {
         summary: "A token's metadata; never its number",
         tags: ['tokens'],
@@ -49,7 +51,8 @@ export default async function lookupRoutes(fastify: FastifyInstance, { vault }: 
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
+      reply.itemCount = 1;
       const metadata = await vault.tokenMetadata(request.identity!, request.params.token);
       return { ...metadata, createdAt: metadata.createdAt.toISOString(), expiresAt: metadata.expiresAt?.toISOString() ?? null };
     },

@@ -25,6 +25,7 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
     '/v1/tokenize',
     {
       onRequest: guard,
+      config: { audit: 'tokenize' },
       schema: {
         summary: 'Tokenize one phone number',
         tags: ['tokens'],
@@ -52,6 +53,7 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
     '/v1/tokenize/batch',
     {
       onRequest: guard,
+      config: { audit: 'tokenize' },
       schema: {
         summary: 'Tokenize up to BATCH_MAX phone numbers; every valid one is stored, or none',
         tags: ['tokens'],

@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import { encodeAad } from '../crypto/aead.js';
+
+/** One audit event: who did what to how many items, with what outcome. Never a number, never a token. */
+export interface AuditEvent {
+  tenant: string;
+  client: string;
+  action: string;
+  items: number;
+  outcome: string;
+  requestId: string | null;
+  purpose: string | null;
+  occurredAt: Date;
+}
+
+export interface ChainedEvent extends AuditEvent {
+  seq: number;
+  hash: Buffer;
+}
+
+export const GENESIS_HASH = Buffer.alloc(32);
+
+/** SHA-256 over the previous hash and every field, length-prefixed so that no two events encode alike. */
+export function chainHash(previous: Buffer, seq: number, event: AuditEvent): Buffer {
+  const fields = encodeAad('phonevault:audit:v1', [
+    event.tenant,
+    String(seq),
+    String(event.occurredAt.getTime()),
+    event.client,
+    event.action,
+    String(event.items),
+    event.outcome,
+    event.requestId ?? '',
+    event.purpose ?? '',
+  ]);
+  return createHash('sha256').update(previous).update(fields).digest();
+}
+
+export type ChainProblem =
+  | { kind: 'edited'; seq: number }
+  | { kind: 'removed'; afterSeq: number; missing: number }
+  | { kind: 'reordered'; seq: number }
+  | { kind: 'truncated'; lastSeq: number; headSeq: number };
+
+const MOVE_SEARCH_WINDOW = 32;
+
+/**
+ * An event is intact but misplaced when its hash chains from another stored hash under some nearby seq: its
+ * fields still match its hash, so it was moved rather than edited. Searched only once a break is found.
+ */
+function wasMoved(event: ChainedEvent, index: number, events: ChainedEvent[], anchor: { seq: number; hash: Buffer }): boolean {
+  const from = Math.max(0, index - MOVE_SEARCH_WINDOW);
+  const to = Math.min(events.length, index + MOVE_SEARCH_WINDOW);
+  const predecessors = [...(from === 0 ? [anchor.hash] : []), ...events.slice(from, to).map((e) => e.hash)].filter((hash) => hash !== event.hash);
+  for (let seq = Math.max(1, event.seq - MOVE_SEARCH_WINDOW); seq <= event.seq + MOVE_SEARCH_WINDOW; seq++) {
+    if (predecessors.some((hash) => chainHash(hash, seq, event).equals(event.hash))) return true;
+  }
+  return false;
+}
+
+/**
+ * Walks a tenant's events in seq order from the anchor (the point a retention cut left) and names the first
+ * place the chain breaks: an event whose fields changed, events missing in the middle or at the end, or an
+ * event that sits where another belongs.
+ */
+export function verifyChain(events: ChainedEvent[], anchor: { seq: number; hash: Buffer }, head?: { seq: number; hash: Buffer }): ChainProblem | null {
+  let previous = anchor.hash;
+  let expectedSeq = anchor.seq + 1;
+  for (const [index, event] of events.entries()) {
+    if (event.seq !== expectedSeq) return { kind: 'removed', afterSeq: expectedSeq - 1, missing: event.seq - expectedSeq };
+    if (!chainHash(previous, event.seq, event).equals(event.hash)) {
+      return wasMoved(event, index, events, anchor) ? { kind: 'reordered', seq: event.seq } : { kind: 'edited', seq: event.seq };
+    }
+    previous = event.hash;
+    expectedSeq++;
+  }
+  const lastSeq = expectedSeq - 1;
+  if (head && (lastSeq !== head.seq || !previous.equals(head.hash))) return { kind: 'truncated', lastSeq, headSeq: head.seq };
+  return null;
+}

@@ -1,0 +1,69 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { sanitizePurpose } from '../audit/purpose.js';
+import type { AuditRepository } from '../store/audit-repository.js';
+import { safeErrorFields } from '../store/db.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The audit action of a route; every answer an identified caller gets from it is recorded. */
+    audit?: string;
+  }
+  interface FastifyReply {
+    /** A more precise action than the route's, chosen by the handler (e.g. masked reads). */
+    auditAction: string | null;
+  }
+}
+
+function outcomeOf(status: number): string {
+  if (status < 400) return 'ok';
+  if (status === 403) return 'denied';
+  if (status === 404) return 'not_found';
+  if (status === 429) return 'throttled';
+  return status < 500 ? 'rejected' : 'failed';
+}
+
+const UNRECORDED = JSON.stringify({
+  type: 'urn:phonevault:problem:unavailable',
+  title: 'Service unavailable',
+  status: 503,
+  code: 'unavailable',
+  detail: 'the audit trail cannot be written; nothing was returned',
+});
+
+/**
+ * Records an audit event for every answer of an audited route to an identified caller, before the answer
+ * leaves: no audit, no data. A success whose event cannot be written is replaced by a 503; a failure's event
+ * is written on a best-effort basis.
+ */
+async function audit(app: FastifyInstance, options: { audit: AuditRepository }) {
+  app.decorateReply('auditAction', null);
+
+  app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload) => {
+    const action = request.routeOptions.config.audit;
+    const identity = request.identity;
+    if (!action || !identity) return payload;
+    const event = {
+      tenant: identity.tenant,
+      client: identity.client,
+      action: reply.auditAction ?? action,
+      items: reply.itemCount ?? 0,
+      outcome: outcomeOf(reply.statusCode),
+      requestId: request.id,
+      purpose: sanitizePurpose(request.headers['x-purpose']),
+      occurredAt: new Date(),
+    };
+    try {
+      await options.audit.append([event]);
+      return payload;
+    } catch (error) {
+      request.log.error({ err: safeErrorFields(error) }, 'audit event not written');
+      if (reply.statusCode >= 400) return payload;
+      reply.errorCode = 'unavailable';
+      reply.code(503).header('content-type', 'application/problem+json; charset=utf-8').header('retry-after', '1');
+      return UNRECORDED;
+    }
+  });
+}
+
+export default fp(audit, { name: 'phonevault-audit', fastify: '5.x' });

@@ -1,0 +1,131 @@
+import type { AuditEvent, ChainedEvent } from '../audit/chain.js';
+import { createBatcher } from './batcher.js';
+import type { Db } from './db.js';
+
+interface EventRow {
+  tenant_id: string;
+  seq: string;
+  occurred_at: Date;
+  client: string;
+  action: string;
+  items: number;
+  outcome: string;
+  request_id: string | null;
+  purpose: string | null;
+  hash: Buffer;
+}
+
+const toEvent = (row: EventRow): ChainedEvent => ({
+  tenant: row.tenant_id,
+  seq: Number(row.seq),
+  occurredAt: row.occurred_at,
+  client: row.client,
+  action: row.action,
+  items: row.items,
+  outcome: row.outcome,
+  requestId: row.request_id,
+  purpose: row.purpose,
+  hash: row.hash,
+});
+
+export interface AuditQuery {
+  afterSeq?: number | undefined;
+  limit: number;
+  client?: string | undefined;
+  action?: string | undefined;
+  from?: Date | undefined;
+  to?: Date | undefined;
+}
+
+/**
+ * Appends events to each tenant's hash chain. Concurrent appends share one transaction (src/store/batcher.ts):
+ * the tenants' chain heads are locked, the new events chained in order, inserted, and the heads moved on, so
+ * that instances appending to one tenant at once still build a single chain.
+ */
+export function createAuditRepository(db: Db) {
+  // One statement per flush: audit_append (migrations/003_audit.sql) chains the events under the heads' locks.
+  const appendBatch = createBatcher<AuditEvent[], void>(
+    async (jobs) => {
+      const events = jobs.flat();
+      await db.query(
+        `SELECT audit_append($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])`,
+        [
+          events.map((e) => e.tenant),
+          events.map((e) => e.occurredAt),
+          events.map((e) => e.occurredAt.getTime()),
+          events.map((e) => e.client),
+          events.map((e) => e.action),
+          events.map((e) => e.items),
+          events.map((e) => e.outcome),
+          events.map((e) => e.requestId),
+          events.map((e) => e.purpose),
+        ],
+      );
+      return jobs.map(() => undefined);
+    },
+    (job) => job.length,
+    { maxInFlight: 4, maxItems: 5_000 },
+  );
+
+  return {
+    /** Resolves once the events are committed. */
+    append: (events: AuditEvent[]): Promise<void> => (events.length === 0 ? Promise.resolve() : appendBatch(events)),
+
+    async list(tenant: string, query: AuditQuery): Promise<ChainedEvent[]> {
+      const result = await db.query<EventRow>(
+        `SELECT tenant_id, seq, occurred_at, client, action, items, outcome, request_id, purpose, hash FROM audit_events
+         WHERE tenant_id = $1 AND seq > $2
+           AND ($3::text IS NULL OR client = $3) AND ($4::text IS NULL OR action = $4)
+           AND ($5::timestamptz IS NULL OR occurred_at >= $5) AND ($6::timestamptz IS NULL OR occurred_at < $6)
+         ORDER BY seq LIMIT $7`,
+        [tenant, query.afterSeq ?? 0, query.client ?? null, query.action ?? null, query.from ?? null, query.to ?? null, query.limit],
+      );
+      return result.rows.map(toEvent);
+    },
+
+    async tenants(): Promise<string[]> {
+      return (await db.query<{ tenant_id: string }>('SELECT tenant_id FROM audit_heads ORDER BY tenant_id')).rows.map((row) => row.tenant_id);
+    },
+
+    async head(tenant: string): Promise<{ seq: number; hash: Buffer; anchorSeq: number; anchorHash: Buffer } | null> {
+      const result = await db.query<{ seq: string; hash: Buffer; anchor_seq: string; anchor_hash: Buffer }>(
+        'SELECT seq, hash, anchor_seq, anchor_hash FROM audit_heads WHERE tenant_id = $1',
+        [tenant],
+      );
+      const row = result.rows[0];
+      return row ? { seq: Number(row.seq), hash: row.hash, anchorSeq: Number(row.anchor_seq), anchorHash: row.anchor_hash } : null;
+    },
+
+    /** A page of the chain in seq order, for verification. */
+    async chainPage(tenant: string, afterSeq: number, limit: number): Promise<ChainedEvent[]> {
+      const result = await db.query<EventRow>(
+        `SELECT tenant_id, seq, occurred_at, client, action, items, outcome, request_id, purpose, hash FROM audit_events
+         WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+        [tenant, afterSeq, limit],
+      );
+      return result.rows.map(toEvent);
+    },
+
+    /**
+     * Drops every tenant's events from before `cutoff` (a whole period), keeping the last dropped event's seq
+     * and hash as the anchor the chain is verified from. The only delete the table's trigger lets through.
+     */
+    async prune(cutoff: Date): Promise<number> {
+      return db.transact(async (tx) => {
+        await tx.query(`SELECT set_config('phonevault.audit_retention', 'on', true)`);
+        const anchors = await tx.query<{ tenant_id: string; seq: string; hash: Buffer }>(
+          `SELECT DISTINCT ON (tenant_id) tenant_id, seq, hash FROM audit_events WHERE occurred_at < $1 ORDER BY tenant_id, seq DESC`,
+          [cutoff],
+        );
+        let dropped = 0;
+        for (const anchor of anchors.rows) {
+          dropped += (await tx.query('DELETE FROM audit_events WHERE tenant_id = $1 AND seq <= $2', [anchor.tenant_id, anchor.seq])).rowCount;
+          await tx.query('UPDATE audit_heads SET anchor_seq = $2, anchor_hash = $3 WHERE tenant_id = $1', [anchor.tenant_id, anchor.seq, anchor.hash]);
+        }
+        return dropped;
+      });
+    },
+  };
+}
+
+export type AuditRepository = ReturnType<typeof createAuditRepository>;
