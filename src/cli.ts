@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { isVaultError } from './errors.js';
 import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, type Env } from './config.js';
-import { keysCommand, rewrapCommand, sweepCommand, tenantCommand } from './cli-maintenance.js';
+import { auditCommand, keysCommand, rewrapCommand, sweepCommand, tenantCommand } from './cli-maintenance.js';
 import { runDev } from './dev.js';
 import { mintJwt } from './jwt-mint.js';
 import { createLogger } from './logger.js';
@@ -27,6 +27,10 @@ const USAGE = `usage: phonevault <command>
   sweep                 delete expired tokens
   tenant destroy T --yes
                         crypto-shred a tenant: destroy its keys and delete its tokens
+  audit verify [--tenant T]
+                        check every tenant's audit hash chain; names the first edited, removed or moved event
+  audit prune --before YYYY-MM
+                        drop audit events from before that month (the only deletion the audit table allows)
   (the maintenance commands need DATABASE_URL and VAULT_MASTER_KEY)
 `;
 
@@ -94,6 +98,8 @@ export async function main(argv: string[], env: Env, out: Out = (t) => console.l
         return await sweepCommand(env, out);
       case 'tenant':
         return await tenantCommand(rest, env, out);
+      case 'audit':
+        return await auditCommand(rest, env, out);
       case undefined:
       case 'help':
       case '--help':

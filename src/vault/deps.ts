@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
 import { Keyring } from '../crypto/keyring.js';
 import { MasterKeySet, type MasterKey } from '../crypto/master-keys.js';
+import { createAuditRepository } from '../store/audit-repository.js';
 import type { Db } from '../store/db.js';
 import { createKeyAdministration, createKeysRepository } from '../store/keys-repository.js';
 import { createTokenMaintenance, createTokensRepository } from '../store/tokens-repository.js';
 import type { VaultDeps } from './vault.js';
 
 /** Wires the vault's dependencies over one database: for the HTTP app and the maintenance commands alike. */
-export function createVaultDeps(options: { db: Db; masterKeys: MasterKey[]; keyMaxEncryptions: number; logger: Logger }): VaultDeps & { masterKeySet: MasterKeySet } {
+export function createVaultDeps(options: { db: Db; masterKeys: MasterKey[]; keyMaxEncryptions: number; logger: Logger }) {
   const masterKeySet = new MasterKeySet(options.masterKeys);
   return {
     masterKeySet,
@@ -15,6 +16,7 @@ export function createVaultDeps(options: { db: Db; masterKeys: MasterKey[]; keyM
     tokens: createTokensRepository(options.db),
     maintenance: createTokenMaintenance(options.db),
     keyAdmin: createKeyAdministration(options.db),
+    audit: createAuditRepository(options.db),
     logger: options.logger,
-  };
+  } satisfies VaultDeps & Record<string, unknown>;
 }

@@ -10,6 +10,7 @@ export interface RewrapProgress {
 
 export interface RewrapReport {
   tenants: number;
+  perTenant: Array<{ tenant: string; moved: number }>;
   moved: number;
   unreadable: number;
   remaining: number;
@@ -33,10 +34,11 @@ export async function rewrap(
   options: { tenant?: string | undefined; batchSize: number; onProgress?: (progress: RewrapProgress) => void },
 ): Promise<RewrapReport> {
   const tenants = options.tenant ? [options.tenant] : await deps.keyAdmin.listTenants();
-  const report: RewrapReport = { tenants: tenants.length, moved: 0, unreadable: 0, remaining: 0 };
+  const report: RewrapReport = { tenants: tenants.length, perTenant: [], moved: 0, unreadable: 0, remaining: 0 };
   for (const tenant of tenants) {
     const reader = await deps.keyring.forReading(tenant);
     if (!reader) continue;
+    const movedBefore = report.moved;
     for (let pass = 0; pass < MAX_PASSES; pass++) {
       const active = await activeVersionOf(deps, tenant);
       if (active === null) break;
@@ -69,6 +71,7 @@ export async function rewrap(
       report.moved += moved;
       if (moved === 0) break;
     }
+    report.perTenant.push({ tenant, moved: report.moved - movedBefore });
     const active = await activeVersionOf(deps, tenant);
     const counts = await deps.maintenance.countByVersion(tenant);
     report.remaining += [...counts].reduce((sum, [version, n]) => (version === active ? sum : sum + n), 0);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chainHash, GENESIS_HASH, verifyChain, type AuditEvent, type ChainedEvent } from '../src/audit/chain.js';
+import { chainHash, GENESIS_HASH, verifyChain, type AuditEvent, type ChainedEvent } from '../../src/audit/chain.js';
 
 function chain(n: number): ChainedEvent[] {
   const events: ChainedEvent[] = [];
