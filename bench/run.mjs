@@ -3,13 +3,12 @@
 // one. Writes the figures to bench/results/. Settings: BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_LARGE_ROWS.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { createSigner } from 'fast-jwt';
 import pg from 'pg';
+import { createBenchDatabase, log, phone, rssMb, seedTokens, startVault, VAULT_NODE_OPTIONS } from './harness.mjs';
 import { fnLoad, httpLoad as nodeHttpLoad, wrkAvailable, wrkLoad } from './load.mjs';
 
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LARGE_ROWS = Number(process.env.BENCH_LARGE_ROWS ?? 1_000_000);
 const CONNECTIONS = 50;
@@ -18,67 +17,6 @@ const BATCH = 1000;
 const durationMs = SECONDS * 1000;
 const LOADGEN = process.env.BENCH_LOADGEN ?? (wrkAvailable() ? 'wrk' : 'node');
 const httpLoad = LOADGEN === 'wrk' ? wrkLoad : nodeHttpLoad;
-const bin = new URL('../bin/phonevault.js', import.meta.url).pathname;
-// The image's own Node settings (Dockerfile), so that the figures are those of the vault as it ships.
-const VAULT_NODE_OPTIONS = /NODE_OPTIONS="([^"]+)"/.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'))[1];
-
-const dbName = `phonevault_bench_${process.pid}`;
-const dbUrl = (() => {
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${dbName}`;
-  return url.toString();
-})();
-const phone = (i) => `+1201555${String(i % 10_000).padStart(4, '0')}`;
-const log = (text) => process.stderr.write(`${text}\n`);
-
-async function admin(sql) {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
-function run(args, env) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (chunk) => (out += chunk));
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited ${code}`))));
-  });
-}
-
-async function startVault(env) {
-  const started = performance.now();
-  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env, NODE_OPTIONS: VAULT_NODE_OPTIONS }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (chunk) => {
-      out += chunk;
-      const match = /"url":"(http:\/\/[^"]+)"/.exec(out);
-      if (match) {
-        child.stdout.off('data', onData);
-        child.stdout.resume(); // keep draining the request log
-        resolve(match[1]);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`vault exited ${code}`)));
-  });
-  for (;;) {
-    const res = await fetch(`${url}/readyz`).catch(() => null);
-    if (res?.ok) break;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  return { child, url, readyMs: performance.now() - started };
-}
-
-function peakRssMb(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)[1]) / 1024;
-}
 
 const results = {};
 /** Runs a scenario for a second first, unmeasured, so that every figure is of a warmed-up (JIT-compiled) process. */
@@ -91,27 +29,13 @@ const note = (name, result) => {
   log(`  ${name.padEnd(30)} ${result.itemsPerSecond.toFixed(0).padStart(9)} items/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms${result.errors ? `  errors ${result.errors}` : ''}`);
 };
 
-await admin(`DROP DATABASE IF EXISTS ${dbName}`);
-await admin(`CREATE DATABASE ${dbName}`);
+const database = await createBenchDatabase('phonevault_bench');
+const dbUrl = database.url;
 let vault;
 let echo;
 let pool;
 try {
-  const secret = randomBytes(48).toString('base64');
-  const env = {
-    DATABASE_URL: dbUrl,
-    VAULT_MASTER_KEY: randomBytes(32).toString('base64'),
-    JWT_SECRET: secret,
-    JWT_ISSUER: 'bench',
-    JWT_AUDIENCE: 'bench',
-    HOST: '127.0.0.1',
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    RATE_LIMIT_TOKENIZE: '1000000000/1m',
-    RATE_LIMIT_DETOKENIZE: '1000000000/1m',
-    DETOKENIZE_ITEMS_LIMIT: '1000000000/1h',
-  };
-  await run(['migrate'], env);
+  const env = database.env;
   log(`phonevault bench — ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`);
   log(`vault NODE_OPTIONS (from the Dockerfile): ${VAULT_NODE_OPTIONS}`);
   log(`load generator: ${LOADGEN === 'wrk' ? 'wrk (1 thread)' : 'Node http (install wrk for a lighter one)'}, on the same cores as the vault and Postgres; ${SECONDS} s a scenario`);
@@ -156,13 +80,9 @@ try {
   vault = await startVault(env);
   results.readyMs = vault.readyMs;
   log(`  vault ready in ${vault.readyMs.toFixed(0)} ms`);
-  const jwt = createSigner({ key: secret, algorithm: 'HS256', iss: 'bench', aud: 'bench', expiresIn: 3_600_000 })({ sub: 'bench', tenant: 'acme', scope: 'tokenize detokenize' });
+  const jwt = database.jwt();
   const headers = { authorization: `Bearer ${jwt}` };
-  const seeded = [];
-  for (let start = 0; start < 10_000; start += BATCH) {
-    const res = await fetch(`${vault.url}/v1/tokenize/batch`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(start + k) })) }) });
-    seeded.push(...(await res.json()).results.map((r) => r.token));
-  }
+  const seeded = await seedTokens(vault.url, jwt, 10_000);
   note('vault detokenize @10k rows', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
   note('vault tokenize', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers, body: { phone: phone(i) } }) }));
   note('vault batch tokenize 1000', await warm({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/tokenize/batch', headers, body: { items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(i * BATCH + k) })) } }) }));
@@ -179,13 +99,13 @@ try {
   }
   results.largeRows = Math.max(LARGE_ROWS, n);
   note(`vault detokenize @${(results.largeRows / 1e6).toFixed(1)}M rows`, await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
-  results.peakRssMb = peakRssMb(vault.child.pid);
+  results.peakRssMb = rssMb(vault.child.pid).peak;
 } finally {
   vault?.child.kill('SIGTERM');
   echo?.kill('SIGTERM');
   await pool?.end();
   await new Promise((resolve) => setTimeout(resolve, 300));
-  await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  await database.drop();
 }
 
 const r = (name) => results[name].itemsPerSecond;
