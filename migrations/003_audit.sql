@@ -41,48 +41,31 @@ CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events FOR EACH ROW
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
 
--- The chain is built here, under the head row's lock, so that appends from any number of connections and
--- instances land one after another in a single chain whatever order they arrive in. The encoding is the one
--- src/audit/chain.ts verifies with: SHA-256 over the previous hash and each field as a 2-byte big-endian length
--- and its UTF-8 bytes.
-CREATE FUNCTION audit_field(value text) RETURNS bytea LANGUAGE sql IMMUTABLE STRICT AS $$
-  SELECT int2send(octet_length(convert_to(value, 'UTF8'))::int2) || convert_to(value, 'UTF8')
-$$;
-
+-- One round trip per append. The caller chained the events from the heads it last saw (src/store/audit-
+-- repository.ts); here the heads are locked and compared, and only if none moved meanwhile (another instance
+-- appended) are the events inserted and the heads advanced. Otherwise the tenants whose heads moved come back,
+-- and the caller re-reads them and chains again. Hashing stays in the vault, off the database's CPU.
 CREATE FUNCTION audit_append(
-  e_tenant text[], e_occurred_at timestamptz[], e_occurred_ms bigint[], e_client text[], e_action text[],
-  e_items int[], e_outcome text[], e_request_id text[], e_purpose text[]
-) RETURNS void LANGUAGE plpgsql AS $$
+  e_tenant text[], e_seq bigint[], e_occurred_at timestamptz[], e_client text[], e_action text[], e_items int[],
+  e_outcome text[], e_request_id text[], e_purpose text[], e_hash bytea[],
+  h_tenant text[], h_prev_seq bigint[], h_prev_hash bytea[], h_seq bigint[], h_hash bytea[]
+) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
-  head record;
-  i int;
-  tenants text[] := ARRAY(SELECT DISTINCT t FROM unnest(e_tenant) t ORDER BY t);
-  seqs bigint[] := '{}';
-  hashes bytea[] := '{}';
-  e_seq bigint[] := '{}';
-  e_hash bytea[] := '{}';
-  k int;
+  moved text[];
 BEGIN
   INSERT INTO audit_heads (tenant_id, seq, hash)
-    SELECT t, 0, '\x0000000000000000000000000000000000000000000000000000000000000000' FROM unnest(tenants) t
+    SELECT t, 0, '\x0000000000000000000000000000000000000000000000000000000000000000' FROM unnest(h_tenant) t
     ON CONFLICT DO NOTHING;
-  FOR head IN SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY (tenants) ORDER BY tenant_id FOR UPDATE LOOP
-    seqs := seqs || head.seq;
-    hashes := hashes || head.hash;
-  END LOOP;
-  FOR i IN 1 .. coalesce(array_length(e_tenant, 1), 0) LOOP
-    k := array_position(tenants, e_tenant[i]);
-    seqs[k] := seqs[k] + 1;
-    hashes[k] := sha256(hashes[k]
-      || audit_field('phonevault:audit:v1') || audit_field(e_tenant[i]) || audit_field(seqs[k]::text)
-      || audit_field(e_occurred_ms[i]::text) || audit_field(e_client[i]) || audit_field(e_action[i])
-      || audit_field(e_items[i]::text) || audit_field(e_outcome[i]) || audit_field(coalesce(e_request_id[i], ''))
-      || audit_field(coalesce(e_purpose[i], '')));
-    e_seq[i] := seqs[k];
-    e_hash[i] := hashes[k];
-  END LOOP;
+  PERFORM 1 FROM audit_heads WHERE tenant_id = ANY (h_tenant) ORDER BY tenant_id FOR UPDATE;
+  SELECT array_agg(h.tenant_id) INTO moved
+    FROM audit_heads h JOIN unnest(h_tenant, h_prev_seq, h_prev_hash) AS u(tenant_id, seq, hash) ON h.tenant_id = u.tenant_id
+    WHERE h.seq <> u.seq OR h.hash <> u.hash;
+  IF moved IS NOT NULL THEN
+    RETURN moved;
+  END IF;
   INSERT INTO audit_events (tenant_id, seq, occurred_at, client, action, items, outcome, request_id, purpose, hash)
     SELECT * FROM unnest(e_tenant, e_seq, e_occurred_at, e_client, e_action, e_items, e_outcome, e_request_id, e_purpose, e_hash);
   UPDATE audit_heads h SET seq = u.seq, hash = u.hash
-    FROM unnest(tenants, seqs, hashes) AS u(tenant_id, seq, hash) WHERE h.tenant_id = u.tenant_id;
+    FROM unnest(h_tenant, h_seq, h_hash) AS u(tenant_id, seq, hash) WHERE h.tenant_id = u.tenant_id;
+  RETURN '{}';
 END $$;

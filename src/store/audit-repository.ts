@@ -1,4 +1,4 @@
-import type { AuditEvent, ChainedEvent } from '../audit/chain.js';
+import { chainHash, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
 import { createBatcher } from './batcher.js';
 import type { Db } from './db.js';
 
@@ -43,28 +43,76 @@ export interface AuditQuery {
  * that instances appending to one tenant at once still build a single chain.
  */
 export function createAuditRepository(db: Db) {
-  // One statement per flush: audit_append (migrations/003_audit.sql) chains the events under the heads' locks.
+  // The chain heads as this instance last wrote or read them. One append is in flight at a time, so this
+  // instance never races itself; a head another instance moved is caught by audit_append
+  // (migrations/003_audit.sql), re-read, and the append chained again.
+  const heads = new Map<string, { seq: number; hash: Buffer }>();
+
+  async function reloadHeads(tenants: string[]): Promise<void> {
+    const result = await db.query<{ tenant_id: string; seq: string; hash: Buffer }>(
+      'SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY($1::text[])',
+      [tenants],
+    );
+    for (const tenant of tenants) heads.delete(tenant);
+    for (const row of result.rows) heads.set(row.tenant_id, { seq: Number(row.seq), hash: row.hash });
+  }
+
+  /** Chains the events from the known heads and appends them; answers the tenants whose heads had moved. */
+  async function appendOnce(events: AuditEvent[]): Promise<string[]> {
+    const tenants = [...new Set(events.map((e) => e.tenant))].sort();
+    const previous = new Map(tenants.map((t) => [t, heads.get(t) ?? { seq: 0, hash: GENESIS_HASH }]));
+    const next = new Map(previous);
+    const chained = events.map((event) => {
+      const head = next.get(event.tenant)!;
+      const seq = head.seq + 1;
+      const hash = chainHash(head.hash, seq, event);
+      next.set(event.tenant, { seq, hash });
+      return { ...event, seq, hash };
+    });
+    const result = await db.query<{ moved: string[] }>(
+      `SELECT audit_append($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::bytea[],
+                           $11::text[], $12::bigint[], $13::bytea[], $14::bigint[], $15::bytea[]) AS moved`,
+      [
+        chained.map((e) => e.tenant),
+        chained.map((e) => e.seq),
+        chained.map((e) => e.occurredAt),
+        chained.map((e) => e.client),
+        chained.map((e) => e.action),
+        chained.map((e) => e.items),
+        chained.map((e) => e.outcome),
+        chained.map((e) => e.requestId),
+        chained.map((e) => e.purpose),
+        chained.map((e) => e.hash),
+        tenants,
+        tenants.map((t) => previous.get(t)!.seq),
+        tenants.map((t) => previous.get(t)!.hash),
+        tenants.map((t) => next.get(t)!.seq),
+        tenants.map((t) => next.get(t)!.hash),
+      ],
+    );
+    const moved = result.rows[0]?.moved ?? [];
+    if (moved.length === 0) for (const [tenant, head] of next) heads.set(tenant, head);
+    return moved;
+  }
+
   const appendBatch = createBatcher<AuditEvent[], void>(
     async (jobs) => {
       const events = jobs.flat();
-      await db.query(
-        `SELECT audit_append($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])`,
-        [
-          events.map((e) => e.tenant),
-          events.map((e) => e.occurredAt),
-          events.map((e) => e.occurredAt.getTime()),
-          events.map((e) => e.client),
-          events.map((e) => e.action),
-          events.map((e) => e.items),
-          events.map((e) => e.outcome),
-          events.map((e) => e.requestId),
-          events.map((e) => e.purpose),
-        ],
-      );
-      return jobs.map(() => undefined);
+      for (let attempt = 0; attempt < 20; attempt++) {
+        let moved: string[];
+        try {
+          moved = await appendOnce(events);
+        } catch (error) {
+          heads.clear();
+          throw error;
+        }
+        if (moved.length === 0) return jobs.map(() => undefined);
+        await reloadHeads(moved);
+      }
+      throw new Error('audit chain heads kept moving');
     },
     (job) => job.length,
-    { maxInFlight: 4, maxItems: 5_000 },
+    { maxInFlight: 1, maxItems: 5_000 },
   );
 
   return {
