@@ -69,6 +69,28 @@ describe('server', () => {
     expect(() => loadConfig(env({ TLS_CERT_FILE: '/etc/hostname' }))).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE/);
   });
 
+  it('sweeps expired tokens in-process every SWEEP_INTERVAL', async () => {
+    const server = await startServer(loadConfig(env({ SWEEP_INTERVAL: '1s' })), silent, schemaDb());
+    try {
+      const res = await fetch(`${server.url}/v1/tokenize`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${mintJwt({ tenant: 'sweepy' })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ phone: NUMBERS.gb.e164, ttlSeconds: 1 }),
+      });
+      expect(res.status).toBe(201);
+      const count = async () => Number((await testDb.db.query<{ n: string }>(`SELECT count(*) AS n FROM tokens WHERE tenant_id = 'sweepy'`)).rows[0]!.n);
+      expect(await count()).toBe(1);
+      let left = 1;
+      for (let i = 0; i < 40 && left > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        left = await count();
+      }
+      expect(left).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('finishes in-flight requests on close, then stops taking connections', async () => {
     const server = await startServer(loadConfig(env()), silent, schemaDb());
     const items = Array.from({ length: 1000 }, (_, i) => ({ phone: `+1201555${String(2000 + i)}` }));

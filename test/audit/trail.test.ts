@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
 import { sanitizePurpose } from '../../src/audit/purpose.js';
 import { parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { createPgDb, type Db } from '../../src/store/db.js';
 import { bearer, build, type TestApp } from '../helpers/build.js';
+import { runCli } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { findLeaks, NUMBERS } from '../helpers/numbers.js';
 
@@ -13,12 +13,7 @@ let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let db: Db;
 let t: TestApp;
 
-async function run(argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { DATABASE_URL: database.url, VAULT_MASTER_KEY: masterKey }, (text) => out.push(text), (text) => err.push(text));
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const run = (argv: string[]) => runCli(argv, { DATABASE_URL: database.url, VAULT_MASTER_KEY: masterKey });
 
 beforeAll(async () => {
   database = await createTestDatabase();

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { createVerifier } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { findLeaks, NUMBERS } from '../helpers/numbers.js';
 import { recordLogLine } from '../helpers/log-sink.js';
 import { createTestDatabase } from '../helpers/database.js';
@@ -18,12 +18,7 @@ afterAll(async () => {
   await database.drop();
 });
 
-async function run(argv: string[], env: Record<string, string | undefined>) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, env, (t) => out.push(t), (t) => err.push(t));
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const run = runCli;
 
 const baseEnv = () => ({
   DATABASE_URL: database.url,

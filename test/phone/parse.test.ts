@@ -1,17 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { VaultError } from '../../src/errors.js';
 import { maskPhone } from '../../src/phone/mask.js';
 import { parsePhone } from '../../src/phone/parse.js';
+import { EXAMPLES } from '../helpers/examples.js';
 
-interface Example {
-  region: string;
-  type: string;
-  e164: string;
-  national: string;
-  nationalPrefix: string | null;
-}
-const examples = (JSON.parse(readFileSync(new URL('../fixtures/libphonenumber-examples.json', import.meta.url), 'utf8')) as { numbers: Example[] }).numbers;
+const examples = EXAMPLES;
 
 function codeOf(fn: () => unknown): string | undefined {
   try {

@@ -1,17 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, build, type TestApp } from '../helpers/build.js';
+import { EXAMPLES, KNOWN_INVALID } from '../helpers/examples.js';
 
-interface Example {
-  region: string;
-  type: string;
-  e164: string;
-  national: string;
-  nationalPrefix: string | null;
-}
-const examples = (JSON.parse(readFileSync(new URL('../fixtures/libphonenumber-examples.json', import.meta.url), 'utf8')) as { numbers: Example[] }).numbers;
-// libphonenumber-js 1.13.16 with max metadata calls these three of Google's examples invalid.
-const KNOWN_INVALID = new Set(['+22985751234', '+22981123456', '+2631312345']);
+const examples = EXAMPLES;
 
 let t: TestApp;
 beforeAll(async () => {
