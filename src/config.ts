@@ -22,7 +22,6 @@ export interface RateLimit {
 }
 
 export type RateLimitClass = 'tokenize' | 'detokenize' | 'lookup' | 'admin';
-export const RATE_LIMIT_CLASSES: RateLimitClass[] = ['tokenize', 'detokenize', 'lookup', 'admin'];
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
 

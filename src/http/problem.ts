@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { isVaultError, type ErrorCode } from '../errors.js';
-import { safeErrorFields } from '../store/db.js';
+import { safeErrorFields, StorageUnavailableError } from '../store/db.js';
 
 /** The one place where an error code becomes an HTTP status and a title. */
 const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
@@ -25,10 +25,6 @@ declare module 'fastify' {
     errorCode: ErrorCode | null;
   }
 }
-
-// Connection-level failures: the database is away, not the request wrong.
-const UNAVAILABLE_SQLSTATE = /^(08|57P0|53)/;
-const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
 
 export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string): FastifyReply {
   const { status, title } = PROBLEMS[code];
@@ -60,13 +56,6 @@ function describeIssue(issue: { keyword: string; instancePath: string; params: R
   }
 }
 
-function isUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  const message = (error as { message?: unknown })?.message;
-  if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_NODE_CODES.has(code))) return true;
-  return typeof message === 'string' && /timeout exceeded when trying to connect|Connection terminated/.test(message);
-}
-
 export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (isVaultError(error)) return sendProblem(reply, error.code, error.detail);
   if (hasZodFastifySchemaValidationErrors(error)) {
@@ -83,7 +72,7 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
     if (status === 404) return sendProblem(reply, 'not_found', 'no such resource');
     return sendProblem(reply, 'invalid_request', 'the request is malformed');
   }
-  if (isUnavailable(error)) {
+  if (error instanceof StorageUnavailableError) {
     request.log.warn({ err: safeErrorFields(error) }, 'storage unavailable');
     reply.header('retry-after', '1');
     return sendProblem(reply, 'unavailable', 'the vault cannot reach its storage; retry shortly');

@@ -28,6 +28,31 @@ export interface PgDbOptions {
   logger?: Logger;
 }
 
+/**
+ * The database could not be reached or dropped the connection: the request was not wrong, the storage is away.
+ * The store classifies its own failures, so that no caller has to read a driver's message text.
+ */
+export class StorageUnavailableError extends Error {
+  readonly code: string | undefined;
+
+  constructor(code: string | undefined) {
+    super('storage unavailable');
+    this.name = 'StorageUnavailableError';
+    this.code = code;
+  }
+}
+
+// SQLSTATE classes 08 (connection exception), 57P0x (shutdown, cannot connect now) and 53 (insufficient resources).
+const UNAVAILABLE_SQLSTATE = /^(08|57P0|53)/;
+
+/** A driver error becomes StorageUnavailableError unless Postgres itself answered with a SQLSTATE of its own. */
+export function classifyDriverError(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  if (sqlstate && !UNAVAILABLE_SQLSTATE.test(sqlstate)) return error;
+  return new StorageUnavailableError(typeof code === 'string' ? code : undefined);
+}
+
 /** Only the SQLSTATE and class of a driver error: its message and detail can echo stored values. */
 export function safeErrorFields(error: unknown): { type: string; code?: string } {
   const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
@@ -51,14 +76,20 @@ export function createPgDb(options: PgDbOptions): Db {
   pool.on('error', (error) => options.logger?.warn({ err: safeErrorFields(error) }, 'idle database connection lost'));
 
   const query = async <R>(runner: pg.Pool | pg.PoolClient, text: string, values?: unknown[]) => {
-    const result = await runner.query(text, values);
-    return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+    try {
+      const result = await runner.query(text, values);
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+    } catch (error) {
+      throw classifyDriverError(error);
+    }
   };
 
   return {
     query: (text, values) => query(pool, text, values),
     async transact(fn) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((error: unknown) => {
+        throw classifyDriverError(error);
+      });
       try {
         await client.query('BEGIN');
         const result = await fn({ query: (text, values) => query(client, text, values) });
