@@ -117,7 +117,12 @@ export async function main(argv: string[], env: Env, out: Out = (t) => console.l
     }
     // Only the class and code: a driver message can quote a connection string or a value.
     const { name, code } = error as { name?: string; code?: string };
-    const hint = code && /^(ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|28P01|3D000)$/.test(code) ? ': cannot reach the database named by DATABASE_URL' : '';
+    const hint =
+      code === 'EADDRINUSE'
+        ? ': the port is taken; set PORT'
+        : code && /^(ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|28P01|3D000)$/.test(code)
+          ? ': cannot reach the database named by DATABASE_URL'
+          : '';
     err(`phonevault: ${command} failed (${name ?? 'Error'}${code ? ` ${code}` : ''})${hint}`);
     return 1;
   }

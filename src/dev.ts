@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadConfig, type Env } from './config.js';
+import { ConfigError, loadConfig, type Env } from './config.js';
 import { SCOPES } from './http/auth.js';
 import { mintJwt } from './jwt-mint.js';
 import { createLogger } from './logger.js';
@@ -28,6 +28,34 @@ function loadOrCreateSecrets(dataDir: string): DevSecrets {
 }
 
 /**
+ * One dev process per data folder: two embedded Postgres instances on one folder would corrupt it. A lock file
+ * left by a process that no longer runs is taken over.
+ */
+function lockDataDir(dataDir: string): () => void {
+  const file = join(dataDir, 'dev.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx', mode: 0o600 });
+      const release = () => rmSync(file, { force: true });
+      process.once('exit', release);
+      return release;
+    } catch {
+      const holder = Number(readFileSync(file, 'utf8'));
+      let alive = false;
+      try {
+        process.kill(holder, 0);
+        alive = holder !== process.pid;
+      } catch {
+        alive = false;
+      }
+      if (alive) throw new ConfigError([`another phonevault dev (pid ${holder}) is using ${dataDir}; stop it or set PHONEVAULT_DATA_DIR`]);
+      rmSync(file, { force: true });
+    }
+  }
+  throw new ConfigError([`cannot lock ${dataDir}`]);
+}
+
+/**
  * Zero-set-up development mode: an embedded Postgres under a data folder (or DATABASE_URL when set), a
  * development master key and JWT secret kept there, migrations applied, 127.0.0.1 only, and ready-to-paste
  * shell lines with a token for every scope.
@@ -35,6 +63,7 @@ function loadOrCreateSecrets(dataDir: string): DevSecrets {
 export async function runDev(env: Env, out: (text: string) => void): Promise<void> {
   const dataDir = resolve(env.PHONEVAULT_DATA_DIR ?? '.phonevault');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  lockDataDir(dataDir);
   const secrets = loadOrCreateSecrets(dataDir);
   const config = loadConfig({
     LOG_LEVEL: env.LOG_LEVEL,

@@ -51,17 +51,23 @@ describe('phonevault dev', () => {
       body: JSON.stringify({ tokens: [token] }),
     });
     expect(((await maskedRes.json()) as { results: unknown[] }).results[0]).toEqual({ token, masked: '+44******3456', country: 'GB' });
+    // A second dev process on the same data folder would corrupt the embedded database: it is refused.
+    const second = spawn(process.execPath, [BIN, 'dev'], { cwd: workDir, env: { PATH: process.env.PATH, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let secondErr = '';
+    second.stderr.on('data', (chunk) => (secondErr += chunk));
+    expect(await new Promise((resolve) => second.once('exit', resolve))).toBe(2);
+    expect(secondErr).toContain('another phonevault dev');
     expect(await first.stop()).toBe(0);
 
     expect(statSync(join(workDir, '.phonevault', 'dev-secrets.json')).mode & 0o777).toBe(0o600);
 
-    const second = await startDev();
-    const again = await fetch(`${second.exports.PHONEVAULT_URL}/v1/detokenize`, {
+    const restarted = await startDev();
+    const again = await fetch(`${restarted.exports.PHONEVAULT_URL}/v1/detokenize`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${second.exports.PHONEVAULT_TOKEN}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${restarted.exports.PHONEVAULT_TOKEN}`, 'content-type': 'application/json' },
       body: JSON.stringify({ tokens: [token] }),
     });
     expect(((await again.json()) as { results: unknown[] }).results[0]).toEqual({ token, phone: NUMBERS.gb.e164, country: 'GB' });
-    expect(await second.stop()).toBe(0);
+    expect(await restarted.stop()).toBe(0);
   });
 });
