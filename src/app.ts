@@ -24,7 +24,6 @@ import lookupRoutes from './http/routes/lookup.js';
 import healthRoutes from './http/routes/health.js';
 import tokenizeRoutes from './http/routes/tokenize.js';
 import throttle from './http/throttle.js';
-import { createAuditRepository } from './store/audit-repository.js';
 import type { Db } from './store/db.js';
 import { createVaultDeps } from './vault/deps.js';
 import { createVault } from './vault/vault.js';
@@ -68,7 +67,8 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   app.decorateReply('errorCode', null);
   app.decorateReply('itemCount', null);
 
-  const vault = createVault(createVaultDeps({ db: deps.db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: deps.logger }));
+  const vaultDeps = createVaultDeps({ db: deps.db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: deps.logger });
+  const vault = createVault(vaultDeps);
 
   await app.register(swagger, { openapi: OPENAPI_DOCUMENT, transform: jsonSchemaTransform });
   await app.register(swaggerUi, { routePrefix: '/docs' });
@@ -87,8 +87,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(auth, { jwt: config.jwt });
   await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
   await app.register(guard);
-  const auditRepository = createAuditRepository(deps.db);
-  await app.register(audit, { audit: auditRepository });
+  await app.register(audit, { audit: vaultDeps.audit });
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -104,7 +103,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(lookupRoutes, { vault });
   await app.register(eraseRoutes, { vault });
   await app.register(keysRoutes, { vault });
-  await app.register(auditRoutes, { audit: auditRepository });
+  await app.register(auditRoutes, { audit: vaultDeps.audit });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -86,7 +86,7 @@ export async function keysCommand(args: string[], env: Env, out: Out): Promise<n
 }
 
 export async function sweepCommand(env: Env, out: Out): Promise<number> {
-  const deleted = await withVault(env, (deps) => sweep(deps));
+  const deleted = await withVault(env, (deps) => sweep(deps.maintenance));
   out(`sweep: deleted ${deleted} expired token(s)`);
   return 0;
 }

@@ -6,7 +6,7 @@ import { createPgDb, safeErrorFields, type Db } from './store/db.js';
 import { guardMasterKeys } from './store/master-key-guard.js';
 import { migrate } from './store/migrate.js';
 import { createRedis } from './store/redis.js';
-import { createVaultDeps } from './vault/deps.js';
+import { createTokenMaintenance } from './store/tokens-repository.js';
 import { sweep } from './vault/maintenance.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -39,7 +39,7 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
   app.server.keepAliveTimeout = 65_000;
   const url = await app.listen({ host: config.host, port: config.port });
   logger.info({ url }, 'phonevault listening');
-  const expirySweeper = config.sweepIntervalMs ? startSweeper(config, db, logger, config.sweepIntervalMs) : null;
+  const expirySweeper = config.sweepIntervalMs ? startSweeper(db, logger, config.sweepIntervalMs) : null;
 
   let closing: Promise<void> | null = null;
   const close = () =>
@@ -62,10 +62,10 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
 }
 
 /** Deletes expired tokens every interval; several instances doing so at once only share the work. */
-function startSweeper(config: Config, db: Db, logger: Logger, intervalMs: number): NodeJS.Timeout {
-  const deps = createVaultDeps({ db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger });
+function startSweeper(db: Db, logger: Logger, intervalMs: number): NodeJS.Timeout {
+  const maintenance = createTokenMaintenance(db);
   const timer = setInterval(() => {
-    sweep(deps).then(
+    sweep(maintenance).then(
       (deleted) => deleted > 0 && logger.info({ deleted }, 'expired tokens swept'),
       (error) => logger.warn({ err: safeErrorFields(error) }, 'sweep failed'),
     );

@@ -1,6 +1,7 @@
 import { openNumber, sealNumber } from '../crypto/number-envelope.js';
 import type { VaultDeps } from './vault.js';
 import type { MasterKeySet } from '../crypto/master-keys.js';
+import type { TokenMaintenance } from '../store/tokens-repository.js';
 
 export interface RewrapProgress {
   tenant: string;
@@ -91,10 +92,10 @@ export async function rewrapMasterKeys(deps: VaultDeps & { masterKeySet: MasterK
 }
 
 /** Deletes expired tokens in short batches until none is left. */
-export async function sweep(deps: VaultDeps, batchSize = 1_000): Promise<number> {
+export async function sweep(maintenance: TokenMaintenance, batchSize = 1_000): Promise<number> {
   let deleted = 0;
   for (;;) {
-    const n = await deps.maintenance.sweepExpired(batchSize);
+    const n = await maintenance.sweepExpired(batchSize);
     deleted += n;
     if (n < batchSize) return deleted;
   }

@@ -1,15 +1,20 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, build, type TestApp } from '../helpers/build.js';
+import { bearer, build, testConfig, type TestApp } from '../helpers/build.js';
 import { EXAMPLES, KNOWN_INVALID } from '../helpers/examples.js';
 
 // FUZZ_RUNS per property: 2,500 × 4 properties = 10,000 in CI; `npm run fuzz` runs far more.
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2_500);
+// A longer fuzz needs longer than the suite's default timeout.
+const TIMEOUT = { timeout: Math.max(30_000, RUNS * 10) };
 const examples = EXAMPLES.filter((e) => !KNOWN_INVALID.has(e.e164));
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await build({ batchMax: 20 });
+  // Budgets out of the way: the fuzzer sends far more than a client's default minute allows.
+  const plenty = { max: 1_000_000_000, windowMs: 60_000 };
+  const defaults = testConfig().rateLimits;
+  t = await build({ batchMax: 20, rateLimits: { ...defaults, tokenize: plenty, detokenize: plenty, lookup: plenty, detokenizeItems: plenty } });
 });
 afterAll(async () => {
   await t.close();
@@ -59,7 +64,7 @@ describe('fuzzing', () => {
     vocabulary += (await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers, payload: { phone: '+12015550123' } })).body;
   });
 
-  it('answers arbitrary JSON in every field with a 2xx or a 4xx problem, never a 5xx, never the input', async () => {
+  it('answers arbitrary JSON in every field with a 2xx or a 4xx problem, never a 5xx, never the input', TIMEOUT, async () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...ENDPOINTS), body, async (url, payload) => {
         const res = await t.app.inject({ method: 'POST', url, headers: { ...headers, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
@@ -75,7 +80,7 @@ describe('fuzzing', () => {
     );
   });
 
-  it('answers arbitrary bytes and headers with a 4xx, never a 5xx', async () => {
+  it('answers arbitrary bytes and headers with a 4xx, never a 5xx', TIMEOUT, async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom(...ENDPOINTS),
@@ -92,7 +97,7 @@ describe('fuzzing', () => {
     );
   });
 
-  it('answers arbitrary paths and methods without a 5xx', async () => {
+  it('answers arbitrary paths and methods without a 5xx', TIMEOUT, async () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH'), fc.webPath(), fc.string(), async (method, path, token) => {
         const url = fc.sample(fc.constantFrom(path || '/', `/v1/tokens/${encodeURIComponent(token)}`, `/v1/keys/${encodeURIComponent(token)}/destroy`), 1)[0]!;
@@ -104,7 +109,7 @@ describe('fuzzing', () => {
   });
 
   // Google's example numbers of every region, written the ways people write them.
-  it('detokenize(tokenize(x)) is the E.164 form of x, for numbers of every region in any common format', async () => {
+  it('detokenize(tokenize(x)) is the E.164 form of x, for numbers of every region in any common format', TIMEOUT, async () => {
     const separators = fc.constantFrom('', ' ', '-', '.', ' - ');
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...examples), fc.boolean(), separators, fc.boolean(), async (example, international, separator, parenthesise) => {
