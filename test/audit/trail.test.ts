@@ -1,29 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sanitizePurpose } from '../../src/audit/purpose.js';
-import { parseMasterKeys } from '../../src/crypto/master-keys.js';
-import { createPgDb, type Db } from '../../src/store/db.js';
-import { bearer, build, type TestApp } from '../helpers/build.js';
-import { runCli } from '../helpers/cli.js';
-import { createTestDatabase } from '../helpers/database.js';
+import type { Db } from '../../src/store/db.js';
+import { bearer, type TestApp } from '../helpers/build.js';
+import { createVaultDatabase } from '../helpers/vault-database.js';
 import { findLeaks, NUMBERS } from '../helpers/numbers.js';
 
 const masterKey = randomBytes(32).toString('base64');
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let database: Awaited<ReturnType<typeof createVaultDatabase>>;
 let db: Db;
 let t: TestApp;
-
-const run = (argv: string[]) => runCli(argv, { DATABASE_URL: database.url, VAULT_MASTER_KEY: masterKey });
+const run = (argv: string[]) => database.run(argv);
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  expect((await run(['migrate'])).code).toBe(0);
-  db = createPgDb({ connectionString: database.url, max: 4 });
-  t = await build({ masterKeys: parseMasterKeys(masterKey) }, { db, url: database.url, schema: 'public', drop: async () => {} });
+  database = await createVaultDatabase(masterKey);
+  db = database.db;
+  t = await database.app();
 });
 afterAll(async () => {
-  await t.app.close();
-  await db.close();
   await database.drop();
 });
 

@@ -1,29 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMasterKeys } from '../../src/crypto/master-keys.js';
-import { createPgDb, type Db } from '../../src/store/db.js';
-import { bearer, build, type TestApp } from '../helpers/build.js';
-import { runCli } from '../helpers/cli.js';
-import { createTestDatabase } from '../helpers/database.js';
+import type { Db } from '../../src/store/db.js';
+import { bearer, type TestApp } from '../helpers/build.js';
+import { createVaultDatabase } from '../helpers/vault-database.js';
 import { NUMBERS } from '../helpers/numbers.js';
 
 const oldKey = randomBytes(32).toString('base64');
 const newKey = randomBytes(32).toString('base64');
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let database: Awaited<ReturnType<typeof createVaultDatabase>>;
 let db: Db;
 let t: TestApp;
-
-const run = (argv: string[], masterKey = oldKey) => runCli(argv, { DATABASE_URL: database.url, VAULT_MASTER_KEY: masterKey });
+const run = (argv: string[], masterKey = oldKey) => database.run(argv, masterKey);
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  expect((await run(['migrate'])).code).toBe(0);
-  db = createPgDb({ connectionString: database.url, max: 4 });
-  t = await build({ masterKeys: parseMasterKeys(oldKey) }, { db, url: database.url, schema: 'public', drop: async () => {} });
+  database = await createVaultDatabase(oldKey);
+  db = database.db;
+  t = await database.app();
 });
 afterAll(async () => {
-  await t.app.close();
-  await db.close();
   await database.drop();
 });
 
@@ -74,12 +68,8 @@ describe('maintenance commands', () => {
     );
     expect(kekIds.rows).toEqual([{ kek_id: 'new' }]);
     expect((await run(['sweep'], `new:${newKey}`)).code).toBe(0);
-    const rotated = await build({ masterKeys: parseMasterKeys(`new:${newKey}`) }, { db, url: database.url, schema: 'public', drop: async () => {} });
-    try {
-      expect((await detokenizeWith(rotated, tokens))[0].phone).toBe(NUMBERS.us2.e164);
-    } finally {
-      await rotated.app.close();
-    }
+    const rotated = await database.app(`new:${newKey}`);
+    expect((await detokenizeWith(rotated, tokens))[0].phone).toBe(NUMBERS.us2.e164);
   });
 
   it('sweep deletes expired tokens and says how many', async () => {
@@ -102,12 +92,8 @@ describe('maintenance commands', () => {
     expect(res.out).toMatch(/tenant globex destroyed: 1 data key version\(s\) and its fingerprint key shredded, 2 token\(s\) deleted/);
     expect((await db.query(`SELECT 1 FROM tokens WHERE tenant_id = 'globex'`)).rowCount).toBe(0);
     expect((await db.query(`SELECT 1 FROM data_keys WHERE tenant_id = 'globex'`)).rowCount).toBe(0);
-    const fresh = await build({ masterKeys: parseMasterKeys(both) }, { db, url: database.url, schema: 'public', drop: async () => {} });
-    try {
-      expect((await detokenizeWith(fresh, [doomed], 'globex'))[0]).toEqual({ token: doomed, error: { code: 'not_found' } });
-      expect((await detokenizeWith(fresh, [survivor], 'initech'))[0].phone).toBe(NUMBERS.fr.e164);
-    } finally {
-      await fresh.app.close();
-    }
+    const fresh = await database.app(both);
+    expect((await detokenizeWith(fresh, [doomed], 'globex'))[0]).toEqual({ token: doomed, error: { code: 'not_found' } });
+    expect((await detokenizeWith(fresh, [survivor], 'initech'))[0].phone).toBe(NUMBERS.fr.e164);
   });
 });
