@@ -64,7 +64,8 @@ export function createPgDb(options: PgDbOptions): Db {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.max ?? 20,
-    connectionTimeoutMillis: 2_000,
+    // A database that does not answer fails requests (503) within about a second rather than holding them.
+    connectionTimeoutMillis: 1_000,
     idleTimeoutMillis: 30_000,
     statement_timeout: statementTimeout,
     query_timeout: statementTimeout + 1_000,
