@@ -40,6 +40,12 @@ const claimsSchema = z.object({
 });
 
 const REALM = 'Bearer realm="phonevault"';
+
+/** The 403 of RFC 6750: the challenge names the scopes that would do; the caller throws the error returned. */
+export function insufficientScope(reply: FastifyReply, anyOf: Scope[], detail: string): VaultError {
+  reply.header('www-authenticate', `${REALM}, error="insufficient_scope", scope="${anyOf.join(' ')}"`);
+  return new VaultError('insufficient_scope', detail);
+}
 const IDENTITY_CACHE_SIZE = 10_000;
 const IDENTITY_CACHE_MAX_AGE_MS = 5 * 60_000;
 
@@ -128,8 +134,7 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
 
   app.decorate('requireScope', (...anyOf: Scope[]) => async (request: FastifyRequest, reply: FastifyReply) => {
     if (anyOf.some((scope) => request.identity?.scopes.has(scope))) return;
-    reply.header('www-authenticate', `${REALM}, error="insufficient_scope", scope="${anyOf.join(' ')}"`);
-    throw new VaultError('insufficient_scope', `this call needs the scope ${anyOf.join(' or ')}`);
+    throw insufficientScope(reply, anyOf, `this call needs the scope ${anyOf.join(' or ')}`);
   });
 }
 

@@ -19,9 +19,11 @@ export interface RewrapReport {
 
 const MAX_PASSES = 3;
 
-async function activeVersionOf(deps: VaultDeps, tenant: string): Promise<number | null> {
-  const versions = await deps.keyAdmin.listVersions(tenant);
-  return versions.find((version) => version.state === 'active')?.version ?? null;
+/** The tenant's active version, and how many of its tokens are still under any other version. */
+async function offActive(deps: VaultDeps, tenant: string): Promise<{ active: number | null; total: number }> {
+  const [versions, counts] = await Promise.all([deps.keyAdmin.listVersions(tenant), deps.maintenance.countByVersion(tenant)]);
+  const active = versions.find((version) => version.state === 'active')?.version ?? null;
+  return { active, total: [...counts].reduce((sum, [version, n]) => (version === active ? sum : sum + n), 0) };
 }
 
 /**
@@ -41,11 +43,8 @@ export async function rewrap(
     if (!reader) continue;
     const movedBefore = report.moved;
     for (let pass = 0; pass < MAX_PASSES; pass++) {
-      const active = await activeVersionOf(deps, tenant);
-      if (active === null) break;
-      const counts = await deps.maintenance.countByVersion(tenant);
-      const total = [...counts].reduce((sum, [version, n]) => (version === active ? sum : sum + n), 0);
-      if (total === 0) break;
+      const { active, total } = await offActive(deps, tenant);
+      if (active === null || total === 0) break;
       let moved = 0;
       let after: Buffer = Buffer.alloc(0);
       for (;;) {
@@ -73,9 +72,7 @@ export async function rewrap(
       if (moved === 0) break;
     }
     report.perTenant.push({ tenant, moved: report.moved - movedBefore });
-    const active = await activeVersionOf(deps, tenant);
-    const counts = await deps.maintenance.countByVersion(tenant);
-    report.remaining += [...counts].reduce((sum, [version, n]) => (version === active ? sum : sum + n), 0);
+    report.remaining += (await offActive(deps, tenant)).total;
   }
   return report;
 }

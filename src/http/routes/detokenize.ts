@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { VaultError } from '../../errors.js';
 import type { Vault } from '../../vault/vault.js';
+import { insufficientScope } from '../auth.js';
 import { bearerSecurity, problemResponses, tokenField } from '../schemas.js';
 
 export interface DetokenizeRoutesOptions {
@@ -42,8 +42,7 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
       const mayReadPlain = identity.scopes.has('detokenize');
       const redaction = request.body.redaction ?? (mayReadPlain ? 'plain' : 'masked');
       if (redaction === 'plain' && !mayReadPlain) {
-        reply.header('www-authenticate', 'Bearer realm="phonevault", error="insufficient_scope", scope="detokenize"');
-        throw new VaultError('insufficient_scope', 'plain numbers need the scope detokenize; ask for redaction "masked"');
+        throw insufficientScope(reply, ['detokenize'], 'plain numbers need the scope detokenize; ask for redaction "masked"');
       }
       reply.itemCount = request.body.tokens.length;
       reply.auditAction = redaction === 'masked' ? 'detokenize_masked' : 'detokenize';
