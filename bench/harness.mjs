@@ -63,9 +63,9 @@ export async function createBenchDatabase(name) {
 }
 
 /** Starts `phonevault serve` with the image's Node options; resolves once /readyz answers. */
-export async function startVault(env) {
+export async function startVault(env, nodeArgs = []) {
   const started = performance.now();
-  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env, NODE_OPTIONS: VAULT_NODE_OPTIONS }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeArgs, bin, 'serve'], { env: { ...process.env, ...env, NODE_OPTIONS: VAULT_NODE_OPTIONS }, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise((resolve, reject) => {
     let out = '';
     const onData = (chunk) => {

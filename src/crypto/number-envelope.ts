@@ -14,8 +14,30 @@ export interface NumberContext {
   tokenId: Buffer;
 }
 
-function numberAad(context: NumberContext, keyVersion: number): Buffer {
-  return encodeAad('phonevault:number:v1', [context.tenant, context.tokenId, keyVersion]);
+const AAD_LABEL = 'phonevault:number:v1';
+
+// The AAD's leading fields (label, tenant) are the same for every number of a tenant: encoded once and kept
+// (bounded), then the token id and key version are written after them. The bytes are exactly
+// encodeAad(AAD_LABEL, [tenant, tokenId, keyVersion]); a test holds the two equal.
+const aadPrefixes = new Map<string, Buffer>();
+const MAX_AAD_PREFIXES = 1_000;
+
+export function numberAad(context: NumberContext, keyVersion: number): Buffer {
+  let prefix = aadPrefixes.get(context.tenant);
+  if (!prefix) {
+    prefix = encodeAad(AAD_LABEL, [context.tenant]);
+    if (aadPrefixes.size >= MAX_AAD_PREFIXES) aadPrefixes.clear();
+    aadPrefixes.set(context.tenant, prefix);
+  }
+  const id = context.tokenId;
+  if (id.length > 0xffff) throw new Error('token id too long');
+  const aad = Buffer.allocUnsafe(prefix.length + 2 + id.length + 2 + 4);
+  let at = prefix.copy(aad, 0);
+  at = aad.writeUInt16BE(id.length, at);
+  at += id.copy(aad, at);
+  at = aad.writeUInt16BE(4, at);
+  aad.writeUInt32BE(keyVersion, at);
+  return aad;
 }
 
 export function sealNumber(key: Buffer, keyVersion: number, context: NumberContext, e164: string): Buffer {

@@ -1,5 +1,6 @@
 import { createBatcher } from './batcher.js';
 import type { Db } from './db.js';
+import { TOKEN_ID_BYTES } from '../crypto/tokens.js';
 
 export interface NewTokenRow {
   tokenId: Buffer;
@@ -108,21 +109,35 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number }
     batching,
   );
 
+  // Every token id is 16 bytes (src/crypto/tokens.ts), so a flush's ids travel as one packed bytea, sent in
+  // binary, instead of an array literal of hex strings; each row comes back with the 1-based position of the id
+  // it answers, so that no id or tenant has to be read back and matched.
   const readBatch = createBatcher<ReadJob, SealedToken[]>(
     async (jobs) => {
-      const tenants = jobs.flatMap((job) => job.tokenIds.map(() => job.tenant));
-      const ids = jobs.flatMap((job) => job.tokenIds);
-      const result = await db.query<{ tenant_id: string; token_id: Buffer; key_version: number; envelope: Buffer; country: string | null }>(
-        `SELECT tenant_id, token_id, key_version, envelope, country
-         FROM tokens WHERE (tenant_id, token_id) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))
-           AND (expires_at IS NULL OR expires_at > now())`,
-        [tenants, ids],
+      const tenants: string[] = [];
+      const ids: Buffer[] = [];
+      const owner: number[] = [];
+      jobs.forEach((job, index) => {
+        for (const id of job.tokenIds) {
+          if (id.length !== TOKEN_ID_BYTES) throw new Error('token ids are 16 bytes');
+          tenants.push(job.tenant);
+          ids.push(id);
+          owner.push(index);
+        }
+      });
+      const result = await db.query<{ i: number; key_version: number; envelope: Buffer; country: string | null }>(
+        `SELECT u.i::int AS i, t.key_version, t.envelope, t.country
+         FROM unnest($1::text[]) WITH ORDINALITY AS u(tenant_id, i)
+         JOIN tokens t ON t.tenant_id = u.tenant_id AND t.token_id = substring($2::bytea FROM (u.i::int - 1) * ${TOKEN_ID_BYTES} + 1 FOR ${TOKEN_ID_BYTES})
+         WHERE t.expires_at IS NULL OR t.expires_at > now()`,
+        [tenants, Buffer.concat(ids)],
       );
-      const found = new Map<string, SealedToken>();
+      const answers: SealedToken[][] = jobs.map(() => []);
       for (const row of result.rows) {
-        found.set(key(row.tenant_id, row.token_id), { tokenId: row.token_id, keyVersion: row.key_version, envelope: row.envelope, country: row.country });
+        const position = row.i - 1;
+        answers[owner[position]!]!.push({ tokenId: ids[position]!, keyVersion: row.key_version, envelope: row.envelope, country: row.country });
       }
-      return jobs.map((job) => job.tokenIds.flatMap((id) => found.get(key(job.tenant, id)) ?? []));
+      return answers;
     },
     (job) => job.tokenIds.length,
     batching,

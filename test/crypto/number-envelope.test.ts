@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { envelopeKeyVersion, openNumber, sealNumber } from '../../src/crypto/number-envelope.js';
+import { encodeAad } from '../../src/crypto/aead.js';
+import { envelopeKeyVersion, numberAad, openNumber, sealNumber } from '../../src/crypto/number-envelope.js';
 import { newTokenId } from '../../src/crypto/tokens.js';
 
 const key = randomBytes(32);
@@ -13,6 +14,15 @@ function flip(buffer: Buffer, index: number): Buffer {
 }
 
 describe('number envelope', () => {
+  it('builds exactly the length-prefixed AAD of tenant, token id and key version, whatever prefixes it has cached', () => {
+    for (const tenant of ['acme', 'globex', 'acme', 'a', 'ÿ-unicode-é', 'acme']) {
+      const tokenId = newTokenId();
+      for (const version of [1, 2, 0xffffffff]) {
+        expect(numberAad({ tenant, tokenId }, version).equals(encodeAad('phonevault:number:v1', [tenant, tokenId, version]))).toBe(true);
+      }
+    }
+  });
+
   it('round-trips a number and records the key version', () => {
     const envelope = sealNumber(key, 7, context, '+12015550123');
     expect(envelopeKeyVersion(envelope)).toBe(7);
