@@ -26,10 +26,11 @@ import tokenizeRoutes from './http/routes/tokenize.js';
 import throttle from './http/throttle.js';
 import type { Db } from './store/db.js';
 import { createVaultDeps } from './vault/deps.js';
+import { createOffload } from './vault/offload.js';
 import { createVault } from './vault/vault.js';
 
 export type AppConfig = Pick<Config, 'masterKeys' | 'keyMaxEncryptions' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit'> &
-  Partial<Pick<Config, 'tls'>>;
+  Partial<Pick<Config, 'tls' | 'offloadThreads'>>;
 
 export interface AppDeps {
   db: Db;
@@ -67,7 +68,9 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   app.decorateReply('errorCode', null);
   app.decorateReply('itemCount', null);
 
-  const vaultDeps = createVaultDeps({ db: deps.db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: deps.logger });
+  const offload = createOffload({ threads: config.offloadThreads ?? 0 });
+  app.addHook('onClose', () => offload.close());
+  const vaultDeps = createVaultDeps({ db: deps.db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: deps.logger, offload });
   const vault = createVault(vaultDeps);
 
   await app.register(swagger, { openapi: OPENAPI_DOCUMENT, transform: jsonSchemaTransform });

@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { parseMasterKeys, type MasterKey } from './crypto/master-keys.js';
 
@@ -70,6 +71,8 @@ export interface Config {
   redisUrl: string | null;
   tls: { cert: Buffer; key: Buffer } | null;
   batchMax: number;
+  /** Worker threads for large batches' parsing and cryptography (src/vault/offload.ts); 0 keeps it all inline. */
+  offloadThreads: number;
   bodyLimit: number;
   logLevel: string;
   migrateOnStart: boolean;
@@ -311,6 +314,7 @@ const serveShape = z.object({
   TLS_CERT_FILE: fileContents,
   TLS_KEY_FILE: fileContents,
   BATCH_MAX: integer(1000, 1, 10_000),
+  OFFLOAD_THREADS: integer(Math.min(4, Math.max(0, availableParallelism() - 1)), 0, 64),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level' }).default('info'),
   MIGRATE_ON_START: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
   SWEEP_INTERVAL: z
@@ -375,6 +379,7 @@ export function loadConfig(env: Env): Config {
     redisUrl: parsed.REDIS_URL ?? null,
     tls: parsed.TLS_CERT_FILE && parsed.TLS_KEY_FILE ? { cert: parsed.TLS_CERT_FILE, key: parsed.TLS_KEY_FILE } : null,
     batchMax: parsed.BATCH_MAX,
+    offloadThreads: parsed.OFFLOAD_THREADS,
     bodyLimit,
     logLevel: parsed.LOG_LEVEL,
     migrateOnStart: parsed.MIGRATE_ON_START === 'true',

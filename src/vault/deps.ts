@@ -5,10 +5,11 @@ import { createAuditRepository } from '../store/audit-repository.js';
 import type { Db } from '../store/db.js';
 import { createKeyAdministration, createKeysRepository } from '../store/keys-repository.js';
 import { createTokenMaintenance, createTokensRepository } from '../store/tokens-repository.js';
+import { inlineOffload, type Offload } from './offload.js';
 import type { VaultDeps } from './vault.js';
 
 /** Wires the vault's dependencies over one database: for the HTTP app and the maintenance commands alike. */
-export function createVaultDeps(options: { db: Db; masterKeys: MasterKey[]; keyMaxEncryptions: number; logger: Logger }) {
+export function createVaultDeps(options: { db: Db; masterKeys: MasterKey[]; keyMaxEncryptions: number; logger: Logger; offload?: Offload }) {
   const masterKeySet = new MasterKeySet(options.masterKeys);
   return {
     masterKeySet,
@@ -17,6 +18,7 @@ export function createVaultDeps(options: { db: Db; masterKeys: MasterKey[]; keyM
     maintenance: createTokenMaintenance(options.db),
     keyAdmin: createKeyAdministration(options.db),
     audit: createAuditRepository(options.db),
+    offload: options.offload ?? inlineOffload,
     logger: options.logger,
   } satisfies VaultDeps & Record<string, unknown>;
 }

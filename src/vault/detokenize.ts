@@ -1,6 +1,4 @@
-import { openNumber } from '../crypto/number-envelope.js';
 import { formatToken, parseToken } from '../crypto/tokens.js';
-import { safeErrorFields } from '../store/db.js';
 import { maskPhone } from '../phone/mask.js';
 import type { Caller, VaultDeps } from './vault.js';
 
@@ -26,20 +24,28 @@ export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string
   const keys = ids.size > 0 ? await deps.keyring.forReading(caller.tenant) : null;
   const rows = keys ? await deps.tokens.findSealed(caller.tenant, [...ids.values()]) : [];
   const found = new Map<string, Detokenized>();
-  for (const row of rows) {
-    const token = formatToken(row.tokenId);
-    const key = await keys!.dataKey(row.keyVersion);
-    if (!key) continue;
-    let e164: string;
-    try {
-      e164 = openNumber(key, { tenant: caller.tenant, tokenId: row.tokenId }, row.envelope);
-    } catch (error) {
-      // A row that fails authentication was tampered with or corrupted: loud in the log, opaque to the caller.
-      deps.logger.error({ tenant: caller.tenant, keyVersion: row.keyVersion, err: safeErrorFields(error) }, 'token envelope failed to decrypt');
-      found.set(token, { token, error: { code: 'unreadable' } });
-      continue;
+  if (rows.length > 0) {
+    // The rows hold the very id buffers asked for, so each finds its token string by identity.
+    const tokenOf = new Map<Buffer, string>();
+    for (const [token, id] of ids) tokenOf.set(id, token);
+    const dataKeys = new Map<number, Buffer>();
+    for (const version of new Set(rows.map((row) => row.keyVersion))) {
+      const key = await keys!.dataKey(version);
+      if (key) dataKeys.set(version, key);
     }
-    found.set(token, redaction === 'plain' ? { token, phone: e164, country: row.country } : { token, masked: maskPhone(e164), country: row.country });
+    const opened = await deps.offload.openRows(caller.tenant, dataKeys, rows);
+    rows.forEach((row, i) => {
+      const token = tokenOf.get(row.tokenId) ?? formatToken(row.tokenId);
+      const e164 = opened[i];
+      if (e164 === undefined) return; // its key was destroyed: as if it never existed
+      if (e164 === null) {
+        // A row that fails authentication was tampered with or corrupted: loud in the log, opaque to the caller.
+        deps.logger.error({ tenant: caller.tenant, keyVersion: row.keyVersion }, 'token envelope failed to decrypt');
+        found.set(token, { token, error: { code: 'unreadable' } });
+        return;
+      }
+      found.set(token, redaction === 'plain' ? { token, phone: e164, country: row.country } : { token, masked: maskPhone(e164), country: row.country });
+    });
   }
   return tokens.map((token) => found.get(token) ?? { token, error: { code: 'not_found' } });
 }

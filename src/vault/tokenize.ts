@@ -1,15 +1,11 @@
-import { fingerprintNumber } from '../crypto/fingerprint.js';
-import { sealNumber } from '../crypto/number-envelope.js';
-import { formatToken, newTokenId } from '../crypto/tokens.js';
-import { VaultError, type ErrorCode } from '../errors.js';
-import { parsePhone, type LineType, type ParsedPhone } from '../phone/parse.js';
+import { formatToken } from '../crypto/tokens.js';
+import { VaultError } from '../errors.js';
+import type { LineType } from '../phone/parse.js';
 import type { NewTokenRow } from '../store/tokens-repository.js';
+import { sealRow, type ItemError, type PhoneInput, type SealedRow } from './bulk.js';
 import type { Caller, VaultDeps } from './vault.js';
 
-export interface PhoneInput {
-  phone: string;
-  country?: string | undefined;
-}
+export type { ItemError, PhoneInput } from './bulk.js';
 
 export interface TokenizeOptions {
   deterministic: boolean;
@@ -22,11 +18,6 @@ export interface Tokenized {
   lineType: LineType;
   deterministic: boolean;
   expiresAt: Date | null;
-}
-
-export interface ItemError {
-  code: ErrorCode;
-  detail: string;
 }
 
 export type BatchOutcome = { index: number; tokenized: Tokenized } | { index: number; error: ItemError };
@@ -51,75 +42,64 @@ export async function tokenizeBatch(
     // One number has one deterministic token; an expiry would make it vanish for every holder at once.
     throw new VaultError('invalid_request', 'ttlSeconds cannot be combined with deterministic tokens');
   }
-  const outcomes: BatchOutcome[] = new Array(inputs.length);
-  const parsed: Array<{ index: number; phone: ParsedPhone }> = [];
-  for (const [index, input] of inputs.entries()) {
-    try {
-      parsed.push({ index, phone: parsePhone(input.phone, input.country) });
-    } catch (error) {
-      if (!(error instanceof VaultError)) throw error;
-      outcomes[index] = { index, error: { code: error.code, detail: error.detail } };
-    }
-  }
-  if (parsed.length === 0) return outcomes;
-
+  const { slots, rows } = await deps.offload.prepareRows(caller.tenant, inputs, (count) => deps.keyring.forWriting(caller.tenant, count), options.deterministic);
   const expiresAt = options.ttlSeconds === undefined ? null : new Date(Date.now() + options.ttlSeconds * 1000);
-  const tokens = options.deterministic
-    ? await storeDeterministic(deps, caller, parsed.map((p) => p.phone))
-    : await storeRandom(deps, caller, parsed.map((p) => p.phone), expiresAt);
-  for (const [position, { index, phone }] of parsed.entries()) {
-    outcomes[index] = {
-      index,
-      tokenized: { token: tokens[position]!, country: phone.country, lineType: phone.lineType, deterministic: options.deterministic, expiresAt },
-    };
-  }
-  return outcomes;
+  const tokens =
+    rows.length === 0
+      ? []
+      : options.deterministic
+        ? await storeDeterministic(deps, caller, rows)
+        : await storeRandom(deps, caller, rows, expiresAt);
+  return slots.map((slot, index) => {
+    if (typeof slot !== 'number') return { index, error: slot };
+    const row = rows[slot]!;
+    return { index, tokenized: { token: tokens[slot]!, country: row.country, lineType: row.lineType, deterministic: options.deterministic, expiresAt } };
+  });
 }
 
-function sealRow(keys: { version: number; key: Buffer; fingerprintKey: Buffer }, tenant: string, phone: ParsedPhone, deterministic: boolean, expiresAt: Date | null): NewTokenRow {
-  const tokenId = newTokenId();
-  return {
-    tokenId,
-    keyVersion: keys.version,
-    envelope: sealNumber(keys.key, keys.version, { tenant, tokenId }, phone.e164),
-    fingerprint: fingerprintNumber(keys.fingerprintKey, phone.e164),
-    deterministic,
-    country: phone.country,
-    lineType: phone.lineType,
-    expiresAt,
-  };
-}
+const toNewRow = (row: SealedRow, deterministic: boolean, expiresAt: Date | null): NewTokenRow => ({
+  tokenId: row.tokenId,
+  keyVersion: row.keyVersion,
+  envelope: row.envelope,
+  fingerprint: row.fingerprint,
+  deterministic,
+  country: row.country,
+  lineType: row.lineType,
+  expiresAt,
+});
 
-async function storeRandom(deps: VaultDeps, caller: Caller, phones: ParsedPhone[], expiresAt: Date | null): Promise<string[]> {
-  const keys = await deps.keyring.forWriting(caller.tenant, phones.length);
-  const rows = phones.map((phone) => sealRow(keys, caller.tenant, phone, false, expiresAt));
-  await deps.tokens.insert(caller.tenant, rows);
+async function storeRandom(deps: VaultDeps, caller: Caller, rows: SealedRow[], expiresAt: Date | null): Promise<string[]> {
+  await deps.tokens.insert(caller.tenant, rows.map((row) => toNewRow(row, false, expiresAt)));
   return rows.map((row) => formatToken(row.tokenId));
 }
 
 /**
  * The same number gets the same token, however it was formatted and however many writers race for it: the
- * unique index arbitrates, and a writer that lost reads the winner's token in a fresh statement.
+ * unique index arbitrates, and a writer that lost reads the winner's token in a fresh statement. The rows come
+ * one per number (src/vault/bulk.ts).
  */
-async function storeDeterministic(deps: VaultDeps, caller: Caller, phones: ParsedPhone[]): Promise<string[]> {
-  const unique = [...new Map(phones.map((phone) => [phone.e164, phone])).values()];
+async function storeDeterministic(deps: VaultDeps, caller: Caller, sealed: SealedRow[]): Promise<string[]> {
   const holders = new Map<string, Buffer>();
-  let pending = unique;
+  let pending = sealed;
   for (let attempt = 0; attempt < MAX_DETERMINISTIC_ATTEMPTS && pending.length > 0; attempt++) {
-    const keys = await deps.keyring.forWriting(caller.tenant, pending.length);
-    const rows = pending.map((phone) => sealRow(keys, caller.tenant, phone, true, null));
-    const inserted = await deps.tokens.insert(caller.tenant, rows);
+    if (attempt > 0) {
+      // Numbers whose winning token was erased between our insert and our read: sealed again, under new ids.
+      const keys = await deps.keyring.forWriting(caller.tenant, pending.length);
+      pending = pending.map((row) => sealRow(caller.tenant, keys, row));
+    }
+    const rows = pending;
+    const inserted = await deps.tokens.insert(caller.tenant, rows.map((row) => toNewRow(row, true, null)));
     const lost = rows.filter((row) => !inserted.has(row.fingerprint.toString('hex')));
     const existing = lost.length > 0 ? await deps.tokens.findDeterministic(caller.tenant, lost.map((row) => row.fingerprint)) : new Map();
-    const byFingerprint = new Map<string, ParsedPhone>();
-    for (const [position, row] of rows.entries()) {
+    const vanished: SealedRow[] = [];
+    for (const row of rows) {
       const fingerprint = row.fingerprint.toString('hex');
       const holder = inserted.get(fingerprint) ?? existing.get(fingerprint)?.tokenId;
-      if (holder) holders.set(pending[position]!.e164, holder);
-      else byFingerprint.set(fingerprint, pending[position]!); // erased between our insert and our read
+      if (holder) holders.set(row.e164, holder);
+      else vanished.push(row);
     }
-    pending = [...byFingerprint.values()];
+    pending = vanished;
   }
   if (pending.length > 0) throw new Error('deterministic tokens kept vanishing while being created');
-  return phones.map((phone) => formatToken(holders.get(phone.e164)!));
+  return sealed.map((row) => formatToken(holders.get(row.e164)!));
 }

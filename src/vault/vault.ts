@@ -6,6 +6,7 @@ import { detokenize } from './detokenize.js';
 import { eraseNumber, eraseToken } from './erase.js';
 import { destroyKeyVersion, listKeys, rotateKey } from './keys.js';
 import { lookup, tokenMetadata } from './lookup.js';
+import type { Offload } from './offload.js';
 import { tokenize, tokenizeBatch } from './tokenize.js';
 
 /** Who is calling: both come only from a verified JWT. */
@@ -19,6 +20,7 @@ export interface VaultDeps {
   maintenance: TokenMaintenance;
   keyAdmin: KeyAdministration;
   keyring: Keyring;
+  offload: Offload;
   logger: Logger;
 }
 

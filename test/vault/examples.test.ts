@@ -6,7 +6,8 @@ const examples = EXAMPLES;
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await build();
+  // Batches of 1000 parse, seal and open on a worker thread (src/vault/offload.ts): every example goes through it.
+  t = await build({ offloadThreads: 1 });
 });
 afterAll(async () => {
   await t.close();

@@ -1,0 +1,67 @@
+import type { LineType } from '../phone/parse.js';
+import type { ItemError, PhoneInput } from './bulk.js';
+
+/**
+ * What passes between the vault and its worker threads (src/vault/offload.ts). Buffers arrive on the other side
+ * as plain Uint8Arrays, and a Buffer cut from Node's shared pool would drag the whole pool along, so many small
+ * buffers travel packed into one, with the end offset of each.
+ */
+export interface Packed {
+  data: Uint8Array;
+  ends: Uint32Array;
+}
+
+export function pack(buffers: Uint8Array[]): Packed {
+  const ends = new Uint32Array(buffers.length);
+  let total = 0;
+  buffers.forEach((buffer, i) => {
+    total += buffer.length;
+    ends[i] = total;
+  });
+  const data = new Uint8Array(total);
+  buffers.forEach((buffer, i) => data.set(buffer, ends[i]! - buffer.length));
+  return { data, ends };
+}
+
+/** Views into `data`, one per packed buffer; nothing is copied. */
+export function unpack(data: Buffer, ends: Uint32Array): Buffer[] {
+  const buffers: Buffer[] = new Array(ends.length);
+  let start = 0;
+  for (let i = 0; i < ends.length; i++) {
+    buffers[i] = data.subarray(start, ends[i]);
+    start = ends[i]!;
+  }
+  return buffers;
+}
+
+export interface PrepareTask {
+  tenant: string;
+  inputs: PhoneInput[];
+  version: number;
+  key: Uint8Array;
+  fingerprintKey: Uint8Array;
+  deterministic: boolean;
+}
+
+export interface PrepareResult {
+  slots: Array<number | ItemError>;
+  e164: string[];
+  country: Array<string | null>;
+  lineType: LineType[];
+  tokenIds: Uint8Array;
+  tokenIdEnds: Uint32Array;
+  envelopes: Uint8Array;
+  envelopeEnds: Uint32Array;
+  fingerprints: Uint8Array;
+  fingerprintEnds: Uint32Array;
+}
+
+export interface OpenTask {
+  tenant: string;
+  keys: Array<[number, Uint8Array]>;
+  keyVersions: number[];
+  tokenIds: Uint8Array;
+  tokenIdEnds: Uint32Array;
+  envelopes: Uint8Array;
+  envelopeEnds: Uint32Array;
+}

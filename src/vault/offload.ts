@@ -1,0 +1,110 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { openRows, parseInputs, sealRow, type EnvelopeRow, type Opened, type PhoneInput, type Prepared, type SealingKeys } from './bulk.js';
+import { pack, unpack, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
+
+/**
+ * Large batches parse and seal (tokenize) or open (detokenize) on worker threads, so that one 1000-item request
+ * neither stalls the event loop for every other caller nor leaves the machine's other cores idle. Small requests
+ * stay inline: a thread hop costs more than it saves below a few dozen items. The results are the same either
+ * way (src/vault/bulk.ts). Keys travel to the worker with each task and are not kept there.
+ */
+export interface Offload {
+  /**
+   * Parses and seals the inputs. `reserve(count)` leases the keys for `count` encryptions: inline, after parsing
+   * and only if a number is valid; offloaded, before (one pass on the thread), counting every input.
+   */
+  prepareRows(tenant: string, inputs: PhoneInput[], reserve: Reserve, deterministic: boolean): Promise<Prepared>;
+  openRows(tenant: string, keys: ReadonlyMap<number, Buffer>, rows: EnvelopeRow[]): Promise<Opened[]>;
+  close(): Promise<void>;
+}
+
+export type Reserve = (count: number) => Promise<SealingKeys>;
+
+async function prepareInline(tenant: string, inputs: PhoneInput[], reserve: Reserve, deterministic: boolean): Promise<Prepared> {
+  const { slots, phones } = parseInputs(inputs, deterministic);
+  if (phones.length === 0) return { slots, rows: [] };
+  const keys = await reserve(phones.length);
+  return { slots, rows: phones.map((phone) => sealRow(tenant, keys, phone)) };
+}
+
+/** Per item, parsing and sealing costs ~20 µs and opening ~5 µs, against ~100 µs for a round trip to a thread. */
+const PREPARE_OFFLOAD_ITEMS = 16;
+const OPEN_OFFLOAD_ITEMS = 64;
+
+const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+// A key is copied into an array of its own before it is sent: a Buffer cut from Node's shared pool would carry
+// the rest of the pool (other values) to the worker with it.
+const ownCopy = (key: Buffer): Uint8Array => new Uint8Array(key);
+
+/**
+ * The compiled worker beside this module; when the vault runs from its TypeScript sources (the test runner),
+ * the build's copy, which `npm test` makes first.
+ */
+function workerFile(): URL | null {
+  for (const candidate of [new URL('./offload-worker.js', import.meta.url), new URL('../../dist/vault/offload-worker.js', import.meta.url)]) {
+    if (existsSync(fileURLToPath(candidate))) return candidate;
+  }
+  return null;
+}
+
+export const inlineOffload: Offload = {
+  prepareRows: prepareInline,
+  openRows: async (...args) => openRows(...args),
+  close: async () => undefined,
+};
+
+export function createOffload(options: { threads: number }): Offload {
+  const file = options.threads > 0 ? workerFile() : null;
+  if (!file) return inlineOffload;
+  const pool = new Piscina({
+    filename: file.href,
+    minThreads: options.threads,
+    maxThreads: options.threads,
+    idleTimeout: Number.POSITIVE_INFINITY,
+    resourceLimits: { maxOldGenerationSizeMb: 64 },
+  });
+
+  return {
+    async prepareRows(tenant, inputs, reserve, deterministic) {
+      if (inputs.length < PREPARE_OFFLOAD_ITEMS) return prepareInline(tenant, inputs, reserve, deterministic);
+      const keys = await reserve(inputs.length);
+      const task: PrepareTask = { tenant, inputs, version: keys.version, key: ownCopy(keys.key), fingerprintKey: ownCopy(keys.fingerprintKey), deterministic };
+      const result = (await pool.run(task, { name: 'prepare' })) as PrepareResult;
+      const tokenIds = unpack(asBuffer(result.tokenIds), result.tokenIdEnds);
+      const envelopes = unpack(asBuffer(result.envelopes), result.envelopeEnds);
+      const fingerprints = unpack(asBuffer(result.fingerprints), result.fingerprintEnds);
+      return {
+        slots: result.slots,
+        rows: result.e164.map((e164, i) => ({
+          tokenId: tokenIds[i]!,
+          keyVersion: keys.version,
+          envelope: envelopes[i]!,
+          fingerprint: fingerprints[i]!,
+          e164,
+          country: result.country[i]!,
+          lineType: result.lineType[i]!,
+        })),
+      };
+    },
+
+    async openRows(tenant, keys, rows) {
+      if (rows.length < OPEN_OFFLOAD_ITEMS) return openRows(tenant, keys, rows);
+      const tokenIds = pack(rows.map((row) => row.tokenId));
+      const envelopes = pack(rows.map((row) => row.envelope));
+      const task: OpenTask = {
+        tenant,
+        keys: [...keys].map(([version, key]) => [version, ownCopy(key)]),
+        keyVersions: rows.map((row) => row.keyVersion),
+        tokenIds: tokenIds.data,
+        tokenIdEnds: tokenIds.ends,
+        envelopes: envelopes.data,
+        envelopeEnds: envelopes.ends,
+      };
+      return (await pool.run(task, { name: 'open' })) as Opened[];
+    },
+
+    close: () => pool.destroy(),
+  };
+}

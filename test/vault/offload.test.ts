@@ -1,0 +1,93 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fingerprintNumber } from '../../src/crypto/fingerprint.js';
+import { openNumber } from '../../src/crypto/number-envelope.js';
+import { openRows, prepareRows, type SealingKeys } from '../../src/vault/bulk.js';
+import { createOffload, inlineOffload } from '../../src/vault/offload.js';
+import { pack, unpack } from '../../src/vault/offload-protocol.js';
+import { NUMBERS } from '../helpers/numbers.js';
+
+const keys: SealingKeys = { version: 3, key: randomBytes(32), fingerprintKey: randomBytes(32) };
+const tenant = 'acme';
+const offload = createOffload({ threads: 1 });
+afterAll(() => offload.close());
+
+// 100 inputs: valid in both spellings, invalid numbers, a bad country, and repeats of one number.
+const inputs = Array.from({ length: 100 }, (_, i) => {
+  switch (i % 5) {
+    case 0:
+      return { phone: `+1201555${String(1000 + i).padStart(4, '0')}` };
+    case 1:
+      return { phone: NUMBERS.gb.national, country: 'GB' };
+    case 2:
+      return { phone: NUMBERS.invalid.e164 };
+    case 3:
+      return { phone: NUMBERS.de.e164, country: 'XX' };
+    default:
+      return { phone: NUMBERS.fr.e164 };
+  }
+});
+
+const reserving = () => {
+  const counts: number[] = [];
+  return { counts, reserve: async (count: number) => (counts.push(count), keys) };
+};
+
+describe('offloaded batches', () => {
+  for (const deterministic of [false, true]) {
+    it(`parse and seal on a worker exactly as inline (deterministic: ${deterministic})`, async () => {
+      const worker = reserving();
+      const onThread = await offload.prepareRows(tenant, inputs, worker.reserve, deterministic);
+      const inline = prepareRows(tenant, inputs, keys, deterministic);
+      expect(worker.counts).toEqual([inputs.length]); // reserved before the one pass on the thread
+
+      expect(onThread.slots).toEqual(inline.slots);
+      expect(onThread.rows.map(({ e164, country, lineType, keyVersion }) => ({ e164, country, lineType, keyVersion }))).toEqual(
+        inline.rows.map(({ e164, country, lineType, keyVersion }) => ({ e164, country, lineType, keyVersion })),
+      );
+      expect(onThread.rows.length).toBe(deterministic ? 22 : 60);
+      for (const row of onThread.rows) {
+        expect(row.tokenId.length).toBe(16);
+        expect(openNumber(keys.key, { tenant, tokenId: row.tokenId }, row.envelope)).toBe(row.e164);
+        expect(row.fingerprint.equals(fingerprintNumber(keys.fingerprintKey, row.e164))).toBe(true);
+      }
+      expect(new Set(onThread.rows.map((row) => row.tokenId.toString('hex'))).size).toBe(onThread.rows.length);
+    });
+  }
+
+  it('inline, reserves only for valid numbers, and not at all when none is', async () => {
+    const some = reserving();
+    await inlineOffload.prepareRows(tenant, inputs.slice(0, 5), some.reserve, false);
+    expect(some.counts).toEqual([3]);
+    const none = reserving();
+    const answer = await inlineOffload.prepareRows(tenant, [{ phone: NUMBERS.invalid.e164 }], none.reserve, false);
+    expect(none.counts).toEqual([]);
+    expect(answer.rows).toEqual([]);
+  });
+
+  it('open on a worker exactly as inline: numbers, tampered envelopes and missing keys', async () => {
+    const { rows } = prepareRows(tenant, inputs, keys, false);
+    const stored = rows.map((row) => ({ tokenId: row.tokenId, keyVersion: row.keyVersion, envelope: Buffer.from(row.envelope) }));
+    stored[7]!.envelope[stored[7]!.envelope.length - 1]! ^= 1; // a flipped tag bit
+    stored[9] = { ...stored[9]!, tokenId: stored[10]!.tokenId }; // an envelope moved to another token
+    stored[11] = { ...stored[11]!, keyVersion: 4 }; // a version whose key is gone
+    const keyMap = new Map([[keys.version, keys.key]]);
+
+    const onThread = await offload.openRows(tenant, keyMap, stored);
+    expect(onThread).toEqual(openRows(tenant, keyMap, stored));
+    expect(onThread[7]).toBeNull();
+    expect(onThread[9]).toBeNull();
+    expect(onThread[11]).toBeUndefined();
+    expect(onThread.filter((e164) => typeof e164 === 'string')).toHaveLength(rows.length - 3);
+    expect(await offload.openRows('globex', keyMap, stored)).toEqual(stored.map((row) => (row.keyVersion === keys.version ? null : undefined)));
+  });
+
+  it('packs buffers, including empty ones, into one and back without copying', () => {
+    const buffers = [Buffer.from('ab'), Buffer.alloc(0), randomBytes(49), Buffer.from('z')];
+    const packed = pack(buffers);
+    const data = Buffer.from(packed.data.buffer, packed.data.byteOffset, packed.data.byteLength);
+    const back = unpack(data, packed.ends);
+    expect(back.map((b) => b.toString('hex'))).toEqual(buffers.map((b) => b.toString('hex')));
+    expect(back[2]!.buffer).toBe(data.buffer);
+  });
+});
