@@ -68,7 +68,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   app.decorateReply('errorCode', null);
   app.decorateReply('itemCount', null);
 
-  const offload = createOffload({ threads: config.offloadThreads ?? 0 });
+  const offload = createOffload({ threads: config.offloadThreads ?? 0, logger: deps.logger });
   app.addHook('onClose', () => offload.close());
   const vaultDeps = createVaultDeps({ db: deps.db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: deps.logger, offload });
   const vault = createVault(vaultDeps);

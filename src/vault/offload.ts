@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import type { Logger } from 'pino';
+import { safeErrorFields } from '../store/db.js';
 import { openRows, parseInputs, sealRow, type EnvelopeRow, type Opened, type PhoneInput, type Prepared, type SealingKeys } from './bulk.js';
 import { pack, unpack, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
 
@@ -55,7 +57,7 @@ export const inlineOffload: Offload = {
   close: async () => undefined,
 };
 
-export function createOffload(options: { threads: number }): Offload {
+export function createOffload(options: { threads: number; logger?: Logger }): Offload {
   const file = options.threads > 0 ? workerFile() : null;
   if (!file) return inlineOffload;
   const pool = new Piscina({
@@ -65,6 +67,8 @@ export function createOffload(options: { threads: number }): Offload {
     idleTimeout: Number.POSITIVE_INFINITY,
     resourceLimits: { maxOldGenerationSizeMb: 64 },
   });
+  // A worker that dies outside a task is replaced by the pool; unheard, the event would end the process.
+  pool.on('error', (error: unknown) => options.logger?.error({ err: safeErrorFields(error) }, 'offload worker failed'));
 
   return {
     async prepareRows(tenant, inputs, reserve, deterministic) {
