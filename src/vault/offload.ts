@@ -65,7 +65,7 @@ export function createOffload(options: { threads: number; logger?: Logger }): Of
     minThreads: options.threads,
     maxThreads: options.threads,
     idleTimeout: Number.POSITIVE_INFINITY,
-    resourceLimits: { maxOldGenerationSizeMb: 64 },
+    resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 },
   });
   // A worker that dies outside a task is replaced by the pool; unheard, the event would end the process.
   pool.on('error', (error: unknown) => options.logger?.error({ err: safeErrorFields(error) }, 'offload worker failed'));
