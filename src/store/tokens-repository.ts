@@ -59,6 +59,21 @@ interface ReadJob {
 // latin1 maps each byte to one character: the cheapest exact string form of an id for a Map key.
 const key = (tenant: string, id: Buffer) => `${tenant}\u0000${id.toString('latin1')}`;
 
+/**
+ * The sealed rows of a flush's ids: $1 the tenant of each id, $2 the ids packed 16 bytes apiece; each row comes
+ * back with the 1-based position of its id. One primary-key probe per id, whatever the statistics say: the
+ * LIMIT keeps the planner from turning the lateral lookup into a join, which with stale statistics (a table that
+ * just grew) became a hash join over a sequential scan, 20× slower (test/store/read-plan.test.ts).
+ */
+export const READ_SEALED_SQL = `SELECT u.i::int AS i, t.key_version, t.envelope, t.country
+  FROM unnest($1::text[]) WITH ORDINALITY AS u(tenant_id, i)
+  CROSS JOIN LATERAL (
+    SELECT key_version, envelope, country FROM tokens
+    WHERE tenant_id = u.tenant_id AND token_id = substring($2::bytea FROM (u.i::int - 1) * ${TOKEN_ID_BYTES} + 1 FOR ${TOKEN_ID_BYTES})
+      AND (expires_at IS NULL OR expires_at > now())
+    LIMIT 1
+  ) t`;
+
 /** What detokenize needs of a row, and no more (no dates to parse on the hottest read). */
 export interface SealedToken {
   tokenId: Buffer;
@@ -126,10 +141,7 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number }
         }
       });
       const result = await db.query<{ i: number; key_version: number; envelope: Buffer; country: string | null }>(
-        `SELECT u.i::int AS i, t.key_version, t.envelope, t.country
-         FROM unnest($1::text[]) WITH ORDINALITY AS u(tenant_id, i)
-         JOIN tokens t ON t.tenant_id = u.tenant_id AND t.token_id = substring($2::bytea FROM (u.i::int - 1) * ${TOKEN_ID_BYTES} + 1 FOR ${TOKEN_ID_BYTES})
-         WHERE t.expires_at IS NULL OR t.expires_at > now()`,
+        READ_SEALED_SQL,
         [tenants, Buffer.concat(ids)],
       );
       const answers: SealedToken[][] = jobs.map(() => []);

@@ -1,0 +1,58 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTokensRepository, READ_SEALED_SQL } from '../../src/store/tokens-repository.js';
+import { createTestDb, type TestDb } from '../helpers/db.js';
+
+let testDb: TestDb;
+beforeAll(async () => {
+  testDb = await createTestDb();
+});
+afterAll(async () => {
+  await testDb.drop();
+});
+
+const fill = (from: number, to: number, tenant: string) =>
+  testDb.db.query(
+    `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type)
+     SELECT $3, decode(md5(g::text || $3), 'hex'), 1, '\\x00', sha256((g::text || $3)::bytea), false, 'US', 'mobile'
+     FROM generate_series($1::int, $2::int) g`,
+    [from, to, tenant],
+  );
+// The id fill() gives row g of a tenant.
+const idOf = (g: number, tenant: string) => createHash('md5').update(`${g}${tenant}`).digest();
+
+/** Every node of a JSON plan, flattened. */
+function nodes(plan: Record<string, unknown>): Array<Record<string, unknown>> {
+  const children = (plan.Plans as Array<Record<string, unknown>> | undefined) ?? [];
+  return [plan, ...children.flatMap(nodes)];
+}
+
+describe('the detokenize read', () => {
+  it('probes the primary key once per id even when the statistics say the table is tiny', async () => {
+    // Statistics taken at 20 rows; then the table grows to 60,000 before anything analyzes it again.
+    await fill(1, 20, 'acme');
+    await testDb.db.query('ANALYZE tokens');
+    await fill(21, 60_000, 'acme');
+    const ids = Array.from({ length: 1000 }, (_, i) => idOf(i * 50 + 1, 'acme'));
+    const explained = await testDb.db.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${READ_SEALED_SQL}`, [
+      ids.map(() => 'acme'),
+      Buffer.concat(ids),
+    ]);
+    const plan = nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+    const types = plan.map((node) => node['Node Type']);
+    expect(types).toContain('Nested Loop');
+    expect(types).not.toContain('Hash Join');
+    expect(plan.filter((node) => node['Relation Name'] === 'tokens').map((node) => node['Node Type'])).not.toContain('Seq Scan');
+  });
+
+  it("answers each request with exactly its tenant's rows, in the position of its ids", async () => {
+    await fill(1, 30, 'globex');
+    const repository = createTokensRepository(testDb.db);
+    const acme = [idOf(5, 'acme'), randomBytes(16), idOf(7, 'acme'), idOf(5, 'globex')];
+    const globex = [idOf(5, 'acme'), idOf(5, 'globex'), idOf(30, 'globex')];
+    const [forAcme, forGlobex] = await Promise.all([repository.findSealed('acme', acme), repository.findSealed('globex', globex)]);
+    expect(forAcme!.map((row) => row.tokenId)).toEqual([acme[0], acme[2]]);
+    expect(forGlobex!.map((row) => row.tokenId)).toEqual([globex[1], globex[2]]);
+    await expect(repository.findSealed('acme', [randomBytes(15)])).rejects.toThrow('16 bytes');
+  });
+});
