@@ -89,6 +89,7 @@ export function createAuditRepository(db: Db) {
         tenants.map((t) => next.get(t)!.seq),
         tenants.map((t) => next.get(t)!.hash),
       ],
+      { prepare: 'phonevault_audit_append' },
     );
     const moved = result.rows[0]?.moved ?? [];
     if (moved.length === 0) for (const [tenant, head] of next) heads.set(tenant, head);

@@ -110,6 +110,7 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number }
           rows.map((r) => r.lineType),
           rows.map((r) => r.expiresAt),
         ],
+        { prepare: 'phonevault_insert_tokens' },
       );
       const stored = new Set(inserted.rows.map((row) => key(row.tenant_id, row.token_id)));
       return jobs.map((job) => {
@@ -143,6 +144,7 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number }
       const result = await db.query<{ i: number; key_version: number; envelope: Buffer; country: string | null }>(
         READ_SEALED_SQL,
         [tenants, Buffer.concat(ids)],
+        { prepare: 'phonevault_read_sealed' },
       );
       const answers: SealedToken[][] = jobs.map(() => []);
       for (const row of result.rows) {
