@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import type { AuditEvent } from '../audit/chain.js';
 import { sanitizePurpose } from '../audit/purpose.js';
 import type { AuditRepository } from '../store/audit-repository.js';
 import { safeErrorFields } from '../store/db.js';
@@ -12,6 +13,8 @@ declare module 'fastify' {
   interface FastifyReply {
     /** A more precise action than the route's, chosen by the handler (e.g. masked reads). */
     auditAction: string | null;
+    /** The handler already committed this request's success event with its own statement (detokenize). */
+    auditRecorded: boolean;
   }
 }
 
@@ -36,23 +39,30 @@ const UNRECORDED = JSON.stringify({
  * leaves: no audit, no data. A success whose event cannot be written is replaced by a 503; a failure's event
  * is written on a best-effort basis.
  */
+/** This request's audit event, as its answer stands now. */
+export function auditEventOf(request: FastifyRequest, reply: FastifyReply): AuditEvent {
+  const identity = request.identity!;
+  return {
+    tenant: identity.tenant,
+    client: identity.client,
+    action: reply.auditAction ?? request.routeOptions.config.audit ?? 'unknown',
+    items: reply.itemCount ?? 0,
+    outcome: outcomeOf(reply.statusCode),
+    requestId: request.id,
+    purpose: sanitizePurpose(request.headers['x-purpose']),
+    occurredAt: new Date(),
+  };
+}
+
 async function audit(app: FastifyInstance, options: { audit: AuditRepository }) {
   app.decorateReply('auditAction', null);
+  app.decorateReply('auditRecorded', false);
 
   app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload) => {
-    const action = request.routeOptions.config.audit;
-    const identity = request.identity;
-    if (!action || !identity) return payload;
-    const event = {
-      tenant: identity.tenant,
-      client: identity.client,
-      action: reply.auditAction ?? action,
-      items: reply.itemCount ?? 0,
-      outcome: outcomeOf(reply.statusCode),
-      requestId: request.id,
-      purpose: sanitizePurpose(request.headers['x-purpose']),
-      occurredAt: new Date(),
-    };
+    if (!request.routeOptions.config.audit || !request.identity) return payload;
+    // Committed with the read before any number was in hand; a failure after that still gets its own event.
+    if (reply.auditRecorded && reply.statusCode < 400) return payload;
+    const event = auditEventOf(request, reply);
     try {
       await options.audit.append([event]);
       return payload;

@@ -1,6 +1,6 @@
 import { chainHash, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
 import { createBatcher } from './batcher.js';
-import type { Db } from './db.js';
+import { safeErrorFields, StorageUnavailableError, type Db } from './db.js';
 
 interface EventRow {
   tenant_id: string;
@@ -38,6 +38,26 @@ export interface AuditQuery {
 }
 
 /**
+ * A statement carrying audit events failed for another reason than an unreachable database: the events could
+ * not be written, and so the statement's own work must not be answered either (no audit, no data).
+ */
+export class AuditUnavailableError extends Error {
+  readonly code: string | undefined;
+
+  constructor(code: string | undefined) {
+    super('audit trail unavailable');
+    this.name = 'AuditUnavailableError';
+    this.code = code;
+  }
+}
+
+/** The call to audit_append, its 15 parameters numbered from `offset`, for a statement of one's own. */
+export function auditAppendCall(offset: number): string {
+  const types = ['text[]', 'bigint[]', 'timestamptz[]', 'text[]', 'text[]', 'int[]', 'text[]', 'text[]', 'text[]', 'bytea[]', 'text[]', 'bigint[]', 'bytea[]', 'bigint[]', 'bytea[]'];
+  return `audit_append(${types.map((type, i) => `$${offset + i}::${type}`).join(', ')})`;
+}
+
+/**
  * Appends events to each tenant's hash chain. Concurrent appends share one transaction (src/store/batcher.ts):
  * the tenants' chain heads are locked, the new events chained in order, inserted, and the heads moved on, so
  * that instances appending to one tenant at once still build a single chain.
@@ -57,8 +77,8 @@ export function createAuditRepository(db: Db) {
     for (const row of result.rows) heads.set(row.tenant_id, { seq: Number(row.seq), hash: row.hash });
   }
 
-  /** Chains the events from the known heads and appends them; answers the tenants whose heads had moved. */
-  async function appendOnce(events: AuditEvent[]): Promise<string[]> {
+  /** The events chained from the known heads, as audit_append's 15 parameters, and the heads they lead to. */
+  function chain(events: AuditEvent[]): { params: unknown[]; next: Map<string, { seq: number; hash: Buffer }> } {
     const tenants = [...new Set(events.map((e) => e.tenant))].sort();
     const previous = new Map(tenants.map((t) => [t, heads.get(t) ?? { seq: 0, hash: GENESIS_HASH }]));
     const next = new Map(previous);
@@ -69,48 +89,72 @@ export function createAuditRepository(db: Db) {
       next.set(event.tenant, { seq, hash });
       return { ...event, seq, hash };
     });
-    const result = await db.query<{ moved: string[] }>(
-      `SELECT audit_append($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::bytea[],
-                           $11::text[], $12::bigint[], $13::bytea[], $14::bigint[], $15::bytea[]) AS moved`,
-      [
-        chained.map((e) => e.tenant),
-        chained.map((e) => e.seq),
-        chained.map((e) => e.occurredAt),
-        chained.map((e) => e.client),
-        chained.map((e) => e.action),
-        chained.map((e) => e.items),
-        chained.map((e) => e.outcome),
-        chained.map((e) => e.requestId),
-        chained.map((e) => e.purpose),
-        chained.map((e) => e.hash),
-        tenants,
-        tenants.map((t) => previous.get(t)!.seq),
-        tenants.map((t) => previous.get(t)!.hash),
-        tenants.map((t) => next.get(t)!.seq),
-        tenants.map((t) => next.get(t)!.hash),
-      ],
-      { prepare: 'phonevault_audit_append' },
-    );
-    const moved = result.rows[0]?.moved ?? [];
-    if (moved.length === 0) for (const [tenant, head] of next) heads.set(tenant, head);
-    return moved;
+    const params = [
+      chained.map((e) => e.tenant),
+      chained.map((e) => e.seq),
+      chained.map((e) => e.occurredAt),
+      chained.map((e) => e.client),
+      chained.map((e) => e.action),
+      chained.map((e) => e.items),
+      chained.map((e) => e.outcome),
+      chained.map((e) => e.requestId),
+      chained.map((e) => e.purpose),
+      chained.map((e) => e.hash),
+      tenants,
+      tenants.map((t) => previous.get(t)!.seq),
+      tenants.map((t) => previous.get(t)!.hash),
+      tenants.map((t) => next.get(t)!.seq),
+      tenants.map((t) => next.get(t)!.hash),
+    ];
+    return { params, next };
+  }
+
+  /**
+   * One chain append at a time in this instance (the batch below, or a read carrying its events): so this
+   * instance never races itself; a head another instance moved is caught by audit_append
+   * (migrations/003_audit.sql), re-read, and the append chained again.
+   */
+  let chainTail: Promise<unknown> = Promise.resolve();
+  function exclusively<T>(fn: () => Promise<T>): Promise<T> {
+    const run = chainTail.then(fn, fn);
+    chainTail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Runs a statement that calls audit_append with the chained events; moves the heads if it appended. */
+  async function chainedRun<T>(events: AuditEvent[], run: (params: unknown[]) => Promise<{ moved: string[]; value: T }>): Promise<{ moved: string[]; value: T }> {
+    const { params, next } = chain(events);
+    let outcome;
+    try {
+      outcome = await run(params);
+    } catch (error) {
+      heads.clear();
+      if (error instanceof StorageUnavailableError) throw error;
+      throw new AuditUnavailableError(safeErrorFields(error).code);
+    }
+    if (outcome.moved.length === 0) for (const [tenant, head] of next) heads.set(tenant, head);
+    return outcome;
+  }
+
+  const appendOnce = (events: AuditEvent[]) =>
+    chainedRun(events, async (params) => {
+      const result = await db.query<{ moved: string[] }>(`SELECT ${auditAppendCall(1)} AS moved`, params, { prepare: 'phonevault_audit_append' });
+      return { moved: result.rows[0]?.moved ?? [], value: undefined };
+    });
+
+  async function appendUntilChained(events: AuditEvent[]): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const { moved } = await appendOnce(events);
+      if (moved.length === 0) return;
+      await reloadHeads(moved);
+    }
+    throw new Error('audit chain heads kept moving');
   }
 
   const appendBatch = createBatcher<AuditEvent[], void>(
     async (jobs) => {
-      const events = jobs.flat();
-      for (let attempt = 0; attempt < 20; attempt++) {
-        let moved: string[];
-        try {
-          moved = await appendOnce(events);
-        } catch (error) {
-          heads.clear();
-          throw error;
-        }
-        if (moved.length === 0) return jobs.map(() => undefined);
-        await reloadHeads(moved);
-      }
-      throw new Error('audit chain heads kept moving');
+      await exclusively(() => appendUntilChained(jobs.flat()));
+      return jobs.map(() => undefined);
     },
     (job) => job.length,
     { maxInFlight: 1, maxItems: 5_000 },
@@ -119,6 +163,22 @@ export function createAuditRepository(db: Db) {
   return {
     /** Resolves once the events are committed. */
     append: (events: AuditEvent[]): Promise<void> => (events.length === 0 ? Promise.resolve() : appendBatch(events)),
+
+    /**
+     * Runs `run` with audit_append's parameters for these events: a statement of the caller's that also calls
+     * `auditAppendCall(offset)` and answers what it returned, so that the events are committed with the
+     * statement's own work in one round trip. Should another instance have moved a head meanwhile, the events
+     * are appended on their own before this resolves; either way they are committed when it does.
+     */
+    async appendWith<T>(events: AuditEvent[], run: (params: unknown[]) => Promise<{ moved: string[]; value: T }>): Promise<T> {
+      const { moved, value } = await exclusively(async () => {
+        const outcome = await chainedRun(events, run);
+        if (outcome.moved.length > 0) await reloadHeads(outcome.moved);
+        return outcome;
+      });
+      if (moved.length > 0) await appendBatch(events);
+      return value;
+    },
 
     async list(tenant: string, query: AuditQuery): Promise<ChainedEvent[]> {
       const result = await db.query<EventRow>(

@@ -1,6 +1,8 @@
 import { createBatcher } from './batcher.js';
 import type { Db } from './db.js';
+import type { AuditEvent } from '../audit/chain.js';
 import { TOKEN_ID_BYTES } from '../crypto/tokens.js';
+import { auditAppendCall, type AuditRepository } from './audit-repository.js';
 
 export interface NewTokenRow {
   tokenId: Buffer;
@@ -54,6 +56,8 @@ interface InsertJob {
 interface ReadJob {
   tenant: string;
   tokenIds: Buffer[];
+  /** Committed with the read, in the same statement, when given. */
+  event: AuditEvent | undefined;
 }
 
 // latin1 maps each byte to one character: the cheapest exact string form of an id for a Map key.
@@ -74,6 +78,22 @@ export const READ_SEALED_SQL = `SELECT u.i::int AS i, t.key_version, t.envelope,
     LIMIT 1
   ) t`;
 
+/**
+ * The same read with audit events appended in the same statement ($3… are audit_append's parameters): one
+ * round trip and one commit for both, and the events are durable before any number is answered. The function
+ * runs once (a materialized CTE), whether or not any row is found.
+ */
+const READ_SEALED_AUDITED_SQL = `WITH appended AS MATERIALIZED (SELECT ${auditAppendCall(3)} AS moved)
+  SELECT a.moved, r.i, r.key_version, r.envelope, r.country
+  FROM appended a LEFT JOIN LATERAL (${READ_SEALED_SQL}) r ON true`;
+
+interface SealedRow {
+  i: number | null;
+  key_version: number;
+  envelope: Buffer;
+  country: string | null;
+}
+
 /** What detokenize needs of a row, and no more (no dates to parse on the hottest read). */
 export interface SealedToken {
   tokenId: Buffer;
@@ -87,7 +107,7 @@ export interface SealedToken {
  * SELECT, whatever their tenants (src/store/batcher.ts): each job still gets exactly its own rows back, and a
  * job's rows are always in one statement, so each request's batch is stored whole or not at all.
  */
-export function createTokensRepository(db: Db, options: { maxInFlight?: number } = {}) {
+export function createTokensRepository(db: Db, options: { maxInFlight?: number; audit?: AuditRepository } = {}) {
   // Measured on 2 cores: one flush in flight beats two or more (bigger batches, less Postgres CPU per row).
   const batching = { maxInFlight: options.maxInFlight ?? 1, maxItems: 5_000, directItems: 200 };
 
@@ -141,13 +161,20 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number }
           owner.push(index);
         }
       });
-      const result = await db.query<{ i: number; key_version: number; envelope: Buffer; country: string | null }>(
-        READ_SEALED_SQL,
-        [tenants, Buffer.concat(ids)],
-        { prepare: 'phonevault_read_sealed' },
-      );
+      const params = [tenants, Buffer.concat(ids)];
+      const events = jobs.flatMap((job) => (job.event ? [job.event] : []));
+      const rows =
+        events.length > 0 && options.audit
+          ? await options.audit.appendWith(events, async (appendParams) => {
+              const result = await db.query<SealedRow & { moved: string[] }>(READ_SEALED_AUDITED_SQL, [...params, ...appendParams], {
+                prepare: 'phonevault_read_sealed_audited',
+              });
+              return { moved: result.rows[0]?.moved ?? [], value: result.rows };
+            })
+          : (await db.query<SealedRow>(READ_SEALED_SQL, params, { prepare: 'phonevault_read_sealed' })).rows;
       const answers: SealedToken[][] = jobs.map(() => []);
-      for (const row of result.rows) {
+      for (const row of rows) {
+        if (row.i === null) continue; // the audited statement's one row when nothing was found
         const position = row.i - 1;
         answers[owner[position]!]!.push({ tokenId: ids[position]!, keyVersion: row.key_version, envelope: row.envelope, country: row.country });
       }
@@ -157,8 +184,14 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number }
     batching,
   );
 
-  /** The sealed numbers of the tenant's live (unexpired) tokens among these distinct ids. */
-  const findSealed = (tenant: string, tokenIds: Buffer[]): Promise<SealedToken[]> => readBatch({ tenant, tokenIds });
+  /**
+   * The sealed numbers of the tenant's live (unexpired) tokens among these distinct ids. With an audit event
+   * (and an audit repository), it resolves only once the event is committed, with the read itself.
+   */
+  const findSealed = (tenant: string, tokenIds: Buffer[], event?: AuditEvent): Promise<SealedToken[]> => {
+    if (event && !options.audit) throw new Error('an audited read needs the audit repository');
+    return readBatch({ tenant, tokenIds, event });
+  };
 
   return {
     /**

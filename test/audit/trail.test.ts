@@ -157,6 +157,30 @@ describe('audit trail', () => {
     expect((await run(['audit', 'verify', '--tenant', 'initech'])).out).toContain('ok     tenant initech: 1 event(s), chain intact');
   });
 
+  it('keeps one chain per tenant while two instances answer reads that carry their events', async () => {
+    // Two vaults on one database: each read commits its event in the read's own statement; whenever the other
+    // instance moved the head meanwhile, the event is appended again on its own, before the answer.
+    const other = await database.app();
+    try {
+      const headers = bearer({ sub: 'pair', tenant: 'umbrella', scope: 'tokenize detokenize' });
+      const tokens = (await t.app.inject({ method: 'POST', url: '/v1/tokenize/batch', headers, payload: { items: [{ phone: NUMBERS.us.e164 }, { phone: NUMBERS.de.e164 }] } }))
+        .json()
+        .results.map((r: { token: string }) => r.token);
+      const answers = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? t : other).app.inject({ method: 'POST', url: '/v1/detokenize', headers, payload: { tokens: [tokens[i % 2]] } })),
+      );
+      expect(answers.map((res) => res.json().results[0].phone)).toEqual(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? NUMBERS.us.e164 : NUMBERS.de.e164)));
+
+      const recorded = await events('umbrella');
+      expect(recorded.map((e) => Number(e.seq))).toEqual(Array.from({ length: 41 }, (_, i) => i + 1));
+      expect(recorded.filter((e) => e.action === 'detokenize' && e.outcome === 'ok' && e.items === 1)).toHaveLength(40);
+      expect(new Set(recorded.map((e) => e.request_id)).size).toBe(41); // each answer once, none twice
+      expect((await run(['audit', 'verify', '--tenant', 'umbrella'])).code).toBe(0);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('answers 503, and returns nothing, when the audit event cannot be written', async () => {
     const headers = bearer({ tenant: 'acme', scope: 'tokenize detokenize' });
     const token = (await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers, payload: { phone: NUMBERS.fr.e164 } })).json().token;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
+import { auditEventOf } from '../audit.js';
 import { insufficientScope } from '../auth.js';
 import { bearerSecurity, problemResponses, tokenField } from '../schemas.js';
 
@@ -47,7 +48,10 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
       reply.itemCount = request.body.tokens.length;
       reply.auditAction = redaction === 'masked' ? 'detokenize_masked' : 'detokenize';
       await app.spendDetokenizeItems(request, reply, request.body.tokens.length);
-      const results = await vault.detokenize(identity, request.body.tokens, redaction);
+      // The success event rides with the read (one round trip, one commit), committed before any number is
+      // decrypted; onSend records it itself when the read did not happen or the answer fails afterwards.
+      const event = { ...auditEventOf(request, reply), outcome: 'ok' };
+      const results = await vault.detokenize(identity, request.body.tokens, redaction, { event, recorded: () => (reply.auditRecorded = true) });
       for (const result of results) {
         const outcome = 'error' in result ? result.error.code : redaction;
         app.metrics.detokenizeItems.inc({ outcome });
