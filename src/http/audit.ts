@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import type { AuditEvent } from '../audit/chain.js';
 import { sanitizePurpose } from '../audit/purpose.js';
 import type { AuditRepository } from '../store/audit-repository.js';
+import type { Audited } from '../vault/vault.js';
 import { safeErrorFields } from '../store/db.js';
 
 declare module 'fastify' {
@@ -52,6 +53,15 @@ export function auditEventOf(request: FastifyRequest, reply: FastifyReply): Audi
     purpose: sanitizePurpose(request.headers['x-purpose']),
     occurredAt: new Date(),
   };
+}
+
+/**
+ * This request's success event, for a use-case to commit in the same statement as its own read or write (one
+ * round trip, one commit, durable before the answer exists); onSend then leaves it be, unless the answer fails
+ * after all, which gets an event of its own.
+ */
+export function recordedWith(reply: FastifyReply, request: FastifyRequest): Audited {
+  return { event: { ...auditEventOf(request, reply), outcome: 'ok' }, recorded: () => (reply.auditRecorded = true) };
 }
 
 async function audit(app: FastifyInstance, options: { audit: AuditRepository }) {

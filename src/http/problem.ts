@@ -2,7 +2,6 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { isVaultError, type ErrorCode } from '../errors.js';
 import { safeErrorFields, StorageUnavailableError } from '../store/db.js';
-import { AuditUnavailableError } from '../store/audit-repository.js';
 
 /** The one place where an error code becomes an HTTP status and a title. */
 const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
@@ -77,11 +76,6 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
     request.log.warn({ err: safeErrorFields(error) }, 'storage unavailable');
     reply.header('retry-after', '1');
     return sendProblem(reply, 'unavailable', 'the vault cannot reach its storage; retry shortly');
-  }
-  if (error instanceof AuditUnavailableError) {
-    request.log.error({ err: safeErrorFields(error) }, 'audit event not written');
-    reply.header('retry-after', '1');
-    return sendProblem(reply, 'unavailable', 'the audit trail cannot be written; nothing was returned');
   }
   request.log.error({ err: safeErrorFields(error) }, 'request failed');
   return sendProblem(reply, 'internal_error', 'the request could not be completed');

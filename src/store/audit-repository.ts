@@ -1,6 +1,6 @@
 import { chainHash, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
 import { createBatcher } from './batcher.js';
-import { safeErrorFields, StorageUnavailableError, type Db } from './db.js';
+import type { Db } from './db.js';
 
 interface EventRow {
   tenant_id: string;
@@ -35,20 +35,6 @@ export interface AuditQuery {
   action?: string | undefined;
   from?: Date | undefined;
   to?: Date | undefined;
-}
-
-/**
- * A statement carrying audit events failed for another reason than an unreachable database: the events could
- * not be written, and so the statement's own work must not be answered either (no audit, no data).
- */
-export class AuditUnavailableError extends Error {
-  readonly code: string | undefined;
-
-  constructor(code: string | undefined) {
-    super('audit trail unavailable');
-    this.name = 'AuditUnavailableError';
-    this.code = code;
-  }
 }
 
 /** The call to audit_append, its 15 parameters numbered from `offset`, for a statement of one's own. */
@@ -129,8 +115,7 @@ export function createAuditRepository(db: Db) {
       outcome = await run(params);
     } catch (error) {
       heads.clear();
-      if (error instanceof StorageUnavailableError) throw error;
-      throw new AuditUnavailableError(safeErrorFields(error).code);
+      throw error;
     }
     if (outcome.moved.length === 0) for (const [tenant, head] of next) heads.set(tenant, head);
     return outcome;
@@ -167,17 +152,15 @@ export function createAuditRepository(db: Db) {
     /**
      * Runs `run` with audit_append's parameters for these events: a statement of the caller's that also calls
      * `auditAppendCall(offset)` and answers what it returned, so that the events are committed with the
-     * statement's own work in one round trip. Should another instance have moved a head meanwhile, the events
-     * are appended on their own before this resolves; either way they are committed when it does.
+     * statement's own work in one round trip. `appended` is false when another instance had moved a head
+     * meanwhile: the statement's work stands, but the events were not written and must be appended anew.
      */
-    async appendWith<T>(events: AuditEvent[], run: (params: unknown[]) => Promise<{ moved: string[]; value: T }>): Promise<T> {
-      const { moved, value } = await exclusively(async () => {
-        const outcome = await chainedRun(events, run);
-        if (outcome.moved.length > 0) await reloadHeads(outcome.moved);
-        return outcome;
+    appendWith<T>(events: AuditEvent[], run: (params: unknown[]) => Promise<{ moved: string[]; value: T }>): Promise<{ value: T; appended: boolean }> {
+      return exclusively(async () => {
+        const { moved, value } = await chainedRun(events, run);
+        if (moved.length > 0) await reloadHeads(moved);
+        return { value, appended: moved.length === 0 };
       });
-      if (moved.length > 0) await appendBatch(events);
-      return value;
     },
 
     async list(tenant: string, query: AuditQuery): Promise<ChainedEvent[]> {

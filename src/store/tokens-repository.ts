@@ -1,5 +1,5 @@
 import { createBatcher } from './batcher.js';
-import type { Db } from './db.js';
+import { StorageUnavailableError, type Db } from './db.js';
 import type { AuditEvent } from '../audit/chain.js';
 import { TOKEN_ID_BYTES } from '../crypto/tokens.js';
 import { auditAppendCall, type AuditRepository } from './audit-repository.js';
@@ -51,6 +51,8 @@ const toStoredToken = (row: TokenRow): StoredToken => ({
 interface InsertJob {
   tenant: string;
   rows: NewTokenRow[];
+  /** Committed with the rows, in the same statement, when given. */
+  event: AuditEvent | undefined;
 }
 
 interface ReadJob {
@@ -62,6 +64,22 @@ interface ReadJob {
 
 // latin1 maps each byte to one character: the cheapest exact string form of an id for a Map key.
 const key = (tenant: string, id: Buffer) => `${tenant}\u0000${id.toString('latin1')}`;
+
+/** A flush's rows, one statement: all or none. A deterministic row whose number already has a token is skipped. */
+const INSERT_TOKENS_SQL = `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type, expires_at)
+  SELECT * FROM unnest($1::text[], $2::bytea[], $3::int[], $4::bytea[], $5::bytea[], $6::bool[], $7::text[], $8::text[], $9::timestamptz[])
+  ON CONFLICT (tenant_id, fingerprint) WHERE deterministic DO NOTHING
+  RETURNING tenant_id, token_id`;
+
+/** The same insert with audit events appended in the same statement ($10… are audit_append's parameters). */
+const INSERT_TOKENS_AUDITED_SQL = `WITH appended AS MATERIALIZED (SELECT ${auditAppendCall(10)} AS moved),
+  inserted AS (${INSERT_TOKENS_SQL})
+  SELECT a.moved, i.tenant_id, i.token_id FROM appended a LEFT JOIN inserted i ON true`;
+
+interface InsertedRow {
+  tenant_id: string | null;
+  token_id: Buffer | null;
+}
 
 /**
  * The sealed rows of a flush's ids: $1 the tenant of each id, $2 the ids packed 16 bytes apiece; each row comes
@@ -111,34 +129,52 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
   // Measured on 2 cores: one flush in flight beats two or more (bigger batches, less Postgres CPU per row).
   const batching = { maxInFlight: options.maxInFlight ?? 1, maxItems: 5_000, directItems: 200 };
 
-  const insertBatch = createBatcher<InsertJob, Map<string, Buffer>>(
+  /**
+   * Runs a flush's statement with its requests' success events appended in the same statement (one round trip,
+   * one commit). Should that fail for any reason but an unreachable database, the plain statement runs instead,
+   * and the events are left to the answer's own path (src/http/audit.ts), as they are when another instance
+   * moved a chain head meanwhile: a bad row and an audit trail that cannot be written fail exactly as apart.
+   */
+  async function withEvents(events: AuditEvent[], auditedSql: string, plainSql: string, params: unknown[], name: string) {
+    if (events.length > 0 && options.audit) {
+      let outcome;
+      try {
+        outcome = await options.audit.appendWith(events, async (appendParams) => {
+          const result = await db.query<{ moved: string[] }>(auditedSql, [...params, ...appendParams], { prepare: `${name}_audited` });
+          return { moved: result.rows[0]?.moved ?? [], value: result.rows as unknown[] };
+        });
+      } catch (error) {
+        if (error instanceof StorageUnavailableError) throw error;
+      }
+      // Committed either way; when another instance had moved a chain head, without the events.
+      if (outcome) return { value: outcome.value, recorded: outcome.appended };
+    }
+    return { value: (await db.query(plainSql, params, { prepare: name })).rows as unknown[], recorded: false };
+  }
+
+  const insertBatch = createBatcher<InsertJob, { holders: Map<string, Buffer>; recorded: boolean }>(
     async (jobs) => {
       const rows = jobs.flatMap((job) => job.rows.map((row) => ({ tenant: job.tenant, ...row })));
-      const inserted = await db.query<{ tenant_id: string; token_id: Buffer }>(
-        `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type, expires_at)
-         SELECT * FROM unnest($1::text[], $2::bytea[], $3::int[], $4::bytea[], $5::bytea[], $6::bool[], $7::text[], $8::text[], $9::timestamptz[])
-         ON CONFLICT (tenant_id, fingerprint) WHERE deterministic DO NOTHING
-         RETURNING tenant_id, token_id`,
-        [
-          rows.map((r) => r.tenant),
-          rows.map((r) => r.tokenId),
-          rows.map((r) => r.keyVersion),
-          rows.map((r) => r.envelope),
-          rows.map((r) => r.fingerprint),
-          rows.map((r) => r.deterministic),
-          rows.map((r) => r.country),
-          rows.map((r) => r.lineType),
-          rows.map((r) => r.expiresAt),
-        ],
-        { prepare: 'phonevault_insert_tokens' },
-      );
-      const stored = new Set(inserted.rows.map((row) => key(row.tenant_id, row.token_id)));
+      const params = [
+        rows.map((r) => r.tenant),
+        rows.map((r) => r.tokenId),
+        rows.map((r) => r.keyVersion),
+        rows.map((r) => r.envelope),
+        rows.map((r) => r.fingerprint),
+        rows.map((r) => r.deterministic),
+        rows.map((r) => r.country),
+        rows.map((r) => r.lineType),
+        rows.map((r) => r.expiresAt),
+      ];
+      const events = jobs.flatMap((job) => (job.event ? [job.event] : []));
+      const { value: inserted, recorded } = await withEvents(events, INSERT_TOKENS_AUDITED_SQL, INSERT_TOKENS_SQL, params, 'phonevault_insert_tokens');
+      const stored = new Set((inserted as InsertedRow[]).flatMap((row) => (row.token_id === null ? [] : [key(row.tenant_id!, row.token_id)])));
       return jobs.map((job) => {
         const holders = new Map<string, Buffer>();
         for (const row of job.rows) {
           if (row.deterministic && stored.has(key(job.tenant, row.tokenId))) holders.set(row.fingerprint.toString('hex'), row.tokenId);
         }
-        return holders;
+        return { holders, recorded: recorded && job.event !== undefined };
       });
     },
     (job) => job.rows.length,
@@ -148,7 +184,7 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
   // Every token id is 16 bytes (src/crypto/tokens.ts), so a flush's ids travel as one packed bytea, sent in
   // binary, instead of an array literal of hex strings; each row comes back with the 1-based position of the id
   // it answers, so that no id or tenant has to be read back and matched.
-  const readBatch = createBatcher<ReadJob, SealedToken[]>(
+  const readBatch = createBatcher<ReadJob, { rows: SealedToken[]; recorded: boolean }>(
     async (jobs) => {
       const tenants: string[] = [];
       const ids: Buffer[] = [];
@@ -163,22 +199,15 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
       });
       const params = [tenants, Buffer.concat(ids)];
       const events = jobs.flatMap((job) => (job.event ? [job.event] : []));
-      const rows =
-        events.length > 0 && options.audit
-          ? await options.audit.appendWith(events, async (appendParams) => {
-              const result = await db.query<SealedRow & { moved: string[] }>(READ_SEALED_AUDITED_SQL, [...params, ...appendParams], {
-                prepare: 'phonevault_read_sealed_audited',
-              });
-              return { moved: result.rows[0]?.moved ?? [], value: result.rows };
-            })
-          : (await db.query<SealedRow>(READ_SEALED_SQL, params, { prepare: 'phonevault_read_sealed' })).rows;
+      const { value, recorded } = await withEvents(events, READ_SEALED_AUDITED_SQL, READ_SEALED_SQL, params, 'phonevault_read_sealed');
+      const rows = value as SealedRow[];
       const answers: SealedToken[][] = jobs.map(() => []);
       for (const row of rows) {
         if (row.i === null) continue; // the audited statement's one row when nothing was found
         const position = row.i - 1;
         answers[owner[position]!]!.push({ tokenId: ids[position]!, keyVersion: row.key_version, envelope: row.envelope, country: row.country });
       }
-      return answers;
+      return answers.map((sealed, index) => ({ rows: sealed, recorded: recorded && jobs[index]!.event !== undefined }));
     },
     (job) => job.tokenIds.length,
     batching,
@@ -188,7 +217,7 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
    * The sealed numbers of the tenant's live (unexpired) tokens among these distinct ids. With an audit event
    * (and an audit repository), it resolves only once the event is committed, with the read itself.
    */
-  const findSealed = (tenant: string, tokenIds: Buffer[], event?: AuditEvent): Promise<SealedToken[]> => {
+  const findSealed = (tenant: string, tokenIds: Buffer[], event?: AuditEvent): Promise<{ rows: SealedToken[]; recorded: boolean }> => {
     if (event && !options.audit) throw new Error('an audited read needs the audit repository');
     return readBatch({ tenant, tokenIds, event });
   };
@@ -198,7 +227,10 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
      * Stores every row in one statement: all or none. A deterministic row whose number already has a token
      * is skipped; the answer maps each stored deterministic row's fingerprint (hex) to its token id.
      */
-    insert: (tenant: string, rows: NewTokenRow[]): Promise<Map<string, Buffer>> => insertBatch({ tenant, rows }),
+    insert: (tenant: string, rows: NewTokenRow[], event?: AuditEvent): Promise<{ holders: Map<string, Buffer>; recorded: boolean }> => {
+      if (event && !options.audit) throw new Error('an audited insert needs the audit repository');
+      return insertBatch({ tenant, rows, event });
+    },
 
     /** The deterministic tokens already held by these fingerprints (a fresh statement sees concurrent commits). */
     async findDeterministic(tenant: string, fingerprints: Buffer[]): Promise<Map<string, StoredToken & { fingerprint: Buffer }>> {

@@ -1,7 +1,6 @@
-import type { AuditEvent } from '../audit/chain.js';
 import { formatToken, parseToken } from '../crypto/tokens.js';
 import { maskPhone } from '../phone/mask.js';
-import type { Caller, VaultDeps } from './vault.js';
+import type { Audited, Caller, VaultDeps } from './vault.js';
 
 export type Redaction = 'plain' | 'masked';
 
@@ -14,13 +13,7 @@ export type Detokenized =
  * Answers each token in order. A token that does not exist, has expired, belongs to another tenant or whose
  * key was destroyed is `not_found`, indistinguishable from each other. Plaintext numbers are never cached.
  */
-/** An audit event to commit with the read itself, and what to do once it is. */
-export interface AuditedRead {
-  event: AuditEvent;
-  recorded(): void;
-}
-
-export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string[], redaction: Redaction, audit?: AuditedRead): Promise<Detokenized[]> {
+export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string[], redaction: Redaction, audit?: Audited): Promise<Detokenized[]> {
   // Keyed by the token string, which is canonical: one id has exactly one spelling (src/crypto/tokens.ts).
   const ids = new Map<string, Buffer>();
   for (const token of tokens) {
@@ -29,8 +22,9 @@ export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string
     if (id) ids.set(token, id);
   }
   const keys = ids.size > 0 ? await deps.keyring.forReading(caller.tenant) : null;
-  const rows = keys ? await deps.tokens.findSealed(caller.tenant, [...ids.values()], audit?.event) : [];
-  if (keys && audit) audit.recorded();
+  const sealed = keys ? await deps.tokens.findSealed(caller.tenant, [...ids.values()], audit?.event) : null;
+  if (sealed?.recorded) audit?.recorded();
+  const rows = sealed?.rows ?? [];
   const found = new Map<string, Detokenized>();
   if (rows.length > 0) {
     // The rows hold the very id buffers asked for, so each finds its token string by identity.

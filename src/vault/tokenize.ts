@@ -3,7 +3,7 @@ import { VaultError } from '../errors.js';
 import type { LineType } from '../phone/parse.js';
 import type { NewTokenRow } from '../store/tokens-repository.js';
 import { sealRow, type ItemError, type PhoneInput, type SealedRow } from './bulk.js';
-import type { Caller, VaultDeps } from './vault.js';
+import type { Audited, Caller, VaultDeps } from './vault.js';
 
 export type { ItemError, PhoneInput } from './bulk.js';
 
@@ -24,8 +24,8 @@ export type BatchOutcome = { index: number; tokenized: Tokenized } | { index: nu
 
 const MAX_DETERMINISTIC_ATTEMPTS = 3;
 
-export async function tokenize(deps: VaultDeps, caller: Caller, input: PhoneInput, options: TokenizeOptions): Promise<Tokenized> {
-  const [outcome] = await tokenizeBatch(deps, caller, [input], options);
+export async function tokenize(deps: VaultDeps, caller: Caller, input: PhoneInput, options: TokenizeOptions, audit?: Audited): Promise<Tokenized> {
+  const [outcome] = await tokenizeBatch(deps, caller, [input], options, audit);
   if (!outcome) throw new Error('tokenizeBatch answered nothing for one item');
   if ('error' in outcome) throw new VaultError(outcome.error.code, outcome.error.detail);
   return outcome.tokenized;
@@ -37,6 +37,7 @@ export async function tokenizeBatch(
   caller: Caller,
   inputs: PhoneInput[],
   options: TokenizeOptions,
+  audit?: Audited,
 ): Promise<BatchOutcome[]> {
   if (options.deterministic && options.ttlSeconds !== undefined) {
     // One number has one deterministic token; an expiry would make it vanish for every holder at once.
@@ -48,8 +49,8 @@ export async function tokenizeBatch(
     rows.length === 0
       ? []
       : options.deterministic
-        ? await storeDeterministic(deps, caller, rows)
-        : await storeRandom(deps, caller, rows, expiresAt);
+        ? await storeDeterministic(deps, caller, rows, audit)
+        : await storeRandom(deps, caller, rows, expiresAt, audit);
   return slots.map((slot, index) => {
     if (typeof slot !== 'number') return { index, error: slot };
     const row = rows[slot]!;
@@ -68,8 +69,9 @@ const toNewRow = (row: SealedRow, deterministic: boolean, expiresAt: Date | null
   expiresAt,
 });
 
-async function storeRandom(deps: VaultDeps, caller: Caller, rows: SealedRow[], expiresAt: Date | null): Promise<string[]> {
-  await deps.tokens.insert(caller.tenant, rows.map((row) => toNewRow(row, false, expiresAt)));
+async function storeRandom(deps: VaultDeps, caller: Caller, rows: SealedRow[], expiresAt: Date | null, audit: Audited | undefined): Promise<string[]> {
+  const { recorded } = await deps.tokens.insert(caller.tenant, rows.map((row) => toNewRow(row, false, expiresAt)), audit?.event);
+  if (recorded) audit?.recorded();
   return rows.map((row) => formatToken(row.tokenId));
 }
 
@@ -78,7 +80,7 @@ async function storeRandom(deps: VaultDeps, caller: Caller, rows: SealedRow[], e
  * unique index arbitrates, and a writer that lost reads the winner's token in a fresh statement. The rows come
  * one per number (src/vault/bulk.ts).
  */
-async function storeDeterministic(deps: VaultDeps, caller: Caller, sealed: SealedRow[]): Promise<string[]> {
+async function storeDeterministic(deps: VaultDeps, caller: Caller, sealed: SealedRow[], audit: Audited | undefined): Promise<string[]> {
   const holders = new Map<string, Buffer>();
   let pending = sealed;
   for (let attempt = 0; attempt < MAX_DETERMINISTIC_ATTEMPTS && pending.length > 0; attempt++) {
@@ -88,7 +90,9 @@ async function storeDeterministic(deps: VaultDeps, caller: Caller, sealed: Seale
       pending = pending.map((row) => sealRow(caller.tenant, keys, row));
     }
     const rows = pending;
-    const inserted = await deps.tokens.insert(caller.tenant, rows.map((row) => toNewRow(row, true, null)));
+    // The audit event rides with the first insert only.
+    const { holders: inserted, recorded } = await deps.tokens.insert(caller.tenant, rows.map((row) => toNewRow(row, true, null)), attempt === 0 ? audit?.event : undefined);
+    if (recorded) audit?.recorded();
     const lost = rows.filter((row) => !inserted.has(row.fingerprint.toString('hex')));
     const existing = lost.length > 0 ? await deps.tokens.findDeterministic(caller.tenant, lost.map((row) => row.fingerprint)) : new Map();
     const vanished: SealedRow[] = [];

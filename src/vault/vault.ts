@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AuditEvent } from '../audit/chain.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { KeyAdministration } from '../store/keys-repository.js';
 import type { TokenMaintenance, TokensRepository } from '../store/tokens-repository.js';
@@ -8,6 +9,15 @@ import { destroyKeyVersion, listKeys, rotateKey } from './keys.js';
 import { lookup, tokenMetadata } from './lookup.js';
 import type { Offload } from './offload.js';
 import { tokenize, tokenizeBatch } from './tokenize.js';
+
+/**
+ * A success audit event to commit in the same statement as the use-case's own read or write, and what to do
+ * once it is; when the use-case never reaches its statement, it never calls `recorded`.
+ */
+export interface Audited {
+  event: AuditEvent;
+  recorded(): void;
+}
 
 /** Who is calling: both come only from a verified JWT. */
 export interface Caller {

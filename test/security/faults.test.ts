@@ -38,7 +38,7 @@ async function startVault() {
 
 const waitForInsert = async () => {
   for (let i = 0; i < 100; i++) {
-    const running = await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'INSERT INTO tokens%' AND state = 'active'`);
+    const running = await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%INSERT INTO tokens%' AND query NOT LIKE '%pg_stat_activity%' AND state = 'active'`);
     if (running.rows[0]) return running.rows[0].pid;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -91,7 +91,7 @@ describe('faults', () => {
       await new Promise((resolve) => vault.child.once('exit', resolve));
       // Let the orphaned statement finish or be cancelled.
       for (let i = 0; i < 100; i++) {
-        const running = await db.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'INSERT INTO tokens%' AND state = 'active'`);
+        const running = await db.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%INSERT INTO tokens%' AND query NOT LIKE '%pg_stat_activity%' AND state = 'active'`);
         if (running.rowCount === 0) break;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

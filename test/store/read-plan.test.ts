@@ -51,8 +51,8 @@ describe('the detokenize read', () => {
     const acme = [idOf(5, 'acme'), randomBytes(16), idOf(7, 'acme'), idOf(5, 'globex')];
     const globex = [idOf(5, 'acme'), idOf(5, 'globex'), idOf(30, 'globex')];
     const [forAcme, forGlobex] = await Promise.all([repository.findSealed('acme', acme), repository.findSealed('globex', globex)]);
-    expect(forAcme!.map((row) => row.tokenId)).toEqual([acme[0], acme[2]]);
-    expect(forGlobex!.map((row) => row.tokenId)).toEqual([globex[1], globex[2]]);
+    expect(forAcme!.rows.map((row) => row.tokenId)).toEqual([acme[0], acme[2]]);
+    expect(forGlobex!.rows.map((row) => row.tokenId)).toEqual([globex[1], globex[2]]);
     await expect(repository.findSealed('acme', [randomBytes(15)])).rejects.toThrow('16 bytes');
   });
 });

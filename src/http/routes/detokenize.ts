@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { auditEventOf } from '../audit.js';
+import { recordedWith } from '../audit.js';
 import { insufficientScope } from '../auth.js';
 import { bearerSecurity, problemResponses, tokenField } from '../schemas.js';
 
@@ -50,8 +50,7 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
       await app.spendDetokenizeItems(request, reply, request.body.tokens.length);
       // The success event rides with the read (one round trip, one commit), committed before any number is
       // decrypted; onSend records it itself when the read did not happen or the answer fails afterwards.
-      const event = { ...auditEventOf(request, reply), outcome: 'ok' };
-      const results = await vault.detokenize(identity, request.body.tokens, redaction, { event, recorded: () => (reply.auditRecorded = true) });
+      const results = await vault.detokenize(identity, request.body.tokens, redaction, recordedWith(reply, request));
       for (const result of results) {
         const outcome = 'error' in result ? result.error.code : redaction;
         app.metrics.detokenizeItems.inc({ outcome });
