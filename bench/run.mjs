@@ -1,6 +1,7 @@
 // npm run bench: the vault against its hardware's own limits, measured in one run. Baselines (raw pg from Node,
 // bare Fastify) run on the same machine at the same concurrency, and every vault figure is quoted as a ratio to
-// one. Writes the figures to bench/results/. Settings: BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_LARGE_ROWS.
+// one. Writes the figures to bench/results/. Settings: BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_LARGE_ROWS, and
+// BENCH_ROUNDS (each round measures every baseline and then the vault; ratios are the medians of the rounds').
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,9 @@ const durationMs = SECONDS * 1000;
 const LOADGEN = process.env.BENCH_LOADGEN ?? (wrkAvailable() ? 'wrk' : 'node');
 const httpLoad = LOADGEN === 'wrk' ? wrkLoad : nodeHttpLoad;
 
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 1));
+const rounds = []; // per round: scenario name → result
+let current = {};
 const results = {};
 /** Runs a scenario for a second first, unmeasured, so that every figure is of a warmed-up (JIT-compiled) process. */
 const warm = async (options) => {
@@ -25,8 +29,13 @@ const warm = async (options) => {
   return httpLoad(options);
 };
 const note = (name, result) => {
-  results[name] = result;
+  current[name] = result;
   log(`  ${name.padEnd(30)} ${result.itemsPerSecond.toFixed(0).padStart(9)} items/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms${result.errors ? `  errors ${result.errors}` : ''}`);
+};
+const median = (values) => {
+  const sorted = [...values].sort((x, y) => x - y);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 };
 
 const database = await createBenchDatabase('phonevault_bench');
@@ -38,55 +47,59 @@ try {
   const env = database.env;
   log(`phonevault bench — ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`);
   log(`vault NODE_OPTIONS (from the Dockerfile): ${VAULT_NODE_OPTIONS}`);
-  log(`load generator: ${LOADGEN === 'wrk' ? 'wrk (1 thread)' : 'Node http (install wrk for a lighter one)'}, on the same cores as the vault and Postgres; ${SECONDS} s a scenario`);
+  log(`load generator: ${LOADGEN === 'wrk' ? 'wrk (1 thread)' : 'Node http (install wrk for a lighter one)'}, on the same cores as the vault and Postgres; ${SECONDS} s a scenario, ${ROUNDS} round(s)`);
 
-  // Baselines.
   echo = spawn(process.execPath, [new URL('./echo-server.mjs', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
   const echoUrl = (await new Promise((resolve) => echo.stdout.once('data', resolve))).toString().trim();
-  note('baseline fastify echo', await warm({ baseUrl: echoUrl, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', body: { phone: phone(i) } }) }));
-  echo.kill('SIGTERM');
-
   pool = new pg.Pool({ connectionString: dbUrl, max: CONNECTIONS });
   await pool.query('CREATE TABLE bench_raw (LIKE tokens INCLUDING ALL)');
   const row = () => ['bench', randomBytes(16), 1, randomBytes(49), randomBytes(32), false, 'US', 'mobile'];
   const insertOne = 'INSERT INTO bench_raw (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)';
-  note('baseline raw INSERT', await fnLoad({ concurrency: CONNECTIONS, durationMs, run: () => pool.query(insertOne, row()) }));
-  const rawIds = (await pool.query('SELECT token_id FROM bench_raw LIMIT 10000')).rows.map((r) => r.token_id);
-  note('baseline raw PK SELECT', await fnLoad({
-    concurrency: CONNECTIONS,
-    durationMs,
-    run: (i) => pool.query({ name: 'pk', text: 'SELECT token_id, key_version, envelope, country FROM bench_raw WHERE tenant_id = $1 AND token_id = $2', values: ['bench', rawIds[i % rawIds.length]] }),
-  }));
   const unnest = `INSERT INTO bench_raw (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type)
     SELECT 'bench', * FROM unnest($1::bytea[], $2::int[], $3::bytea[], $4::bytea[], $5::bool[], $6::text[], $7::text[])`;
-  note('baseline raw unnest INSERT 1000', await fnLoad({
-    concurrency: BATCH_CONNECTIONS,
-    durationMs,
-    items: BATCH,
-    run: () => {
-      const rows = Array.from({ length: BATCH }, row);
-      // Columns 1..7 of the row shape (the tenant is the constant in the statement).
-      return pool.query(unnest, [1, 2, 3, 4, 5, 6, 7].map((column) => rows.map((r) => r[column])));
-    },
-  }));
-  note('baseline raw SELECT 1000', await fnLoad({
-    concurrency: BATCH_CONNECTIONS,
-    durationMs,
-    items: BATCH,
-    run: (i) => pool.query({ name: 'many', text: 'SELECT token_id, key_version, envelope, country FROM bench_raw WHERE tenant_id = $1 AND token_id = ANY($2::bytea[])', values: ['bench', Array.from({ length: BATCH }, (_, k) => rawIds[(i * BATCH + k) % rawIds.length])] }),
-  }));
-
-  // The vault.
   vault = await startVault(env);
   results.readyMs = vault.readyMs;
   log(`  vault ready in ${vault.readyMs.toFixed(0)} ms`);
   const jwt = database.jwt();
   const headers = { authorization: `Bearer ${jwt}` };
   const seeded = await seedTokens(vault.url, jwt, 10_000);
-  note('vault detokenize @10k rows', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
-  note('vault tokenize', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers, body: { phone: phone(i) } }) }));
-  note('vault batch tokenize 1000', await warm({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/tokenize/batch', headers, body: { items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(i * BATCH + k) })) } }) }));
-  note('vault batch detokenize 1000', await warm({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: Array.from({ length: BATCH }, (_, k) => seeded[(i * BATCH + k) % seeded.length]) } }) }));
+
+  // Each round measures every baseline and then the vault, so that a ratio compares figures taken minutes
+  // apart at most; with several rounds, the ratios reported are the medians of the rounds' ratios.
+  for (let round = 1; round <= ROUNDS; round++) {
+    current = {};
+    if (ROUNDS > 1) log(`round ${round} of ${ROUNDS}`);
+    note('baseline fastify echo', await warm({ baseUrl: echoUrl, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', body: { phone: phone(i) } }) }));
+    note('baseline raw INSERT', await fnLoad({ concurrency: CONNECTIONS, durationMs, run: () => pool.query(insertOne, row()) }));
+    const rawIds = (await pool.query('SELECT token_id FROM bench_raw LIMIT 10000')).rows.map((r) => r.token_id);
+    note('baseline raw PK SELECT', await fnLoad({
+      concurrency: CONNECTIONS,
+      durationMs,
+      run: (i) => pool.query({ name: 'pk', text: 'SELECT token_id, key_version, envelope, country FROM bench_raw WHERE tenant_id = $1 AND token_id = $2', values: ['bench', rawIds[i % rawIds.length]] }),
+    }));
+    note('baseline raw unnest INSERT 1000', await fnLoad({
+      concurrency: BATCH_CONNECTIONS,
+      durationMs,
+      items: BATCH,
+      run: () => {
+        const rows = Array.from({ length: BATCH }, row);
+        // Columns 1..7 of the row shape (the tenant is the constant in the statement).
+        return pool.query(unnest, [1, 2, 3, 4, 5, 6, 7].map((column) => rows.map((r) => r[column])));
+      },
+    }));
+    note('baseline raw SELECT 1000', await fnLoad({
+      concurrency: BATCH_CONNECTIONS,
+      durationMs,
+      items: BATCH,
+      run: (i) => pool.query({ name: 'many', text: 'SELECT token_id, key_version, envelope, country FROM bench_raw WHERE tenant_id = $1 AND token_id = ANY($2::bytea[])', values: ['bench', Array.from({ length: BATCH }, (_, k) => rawIds[(i * BATCH + k) % rawIds.length])] }),
+    }));
+
+    note('vault detokenize @10k rows', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
+    note('vault tokenize', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers, body: { phone: phone(i) } }) }));
+    note('vault batch tokenize 1000', await warm({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/tokenize/batch', headers, body: { items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(i * BATCH + k) })) } }) }));
+    note('vault batch detokenize 1000', await warm({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: Array.from({ length: BATCH }, (_, k) => seeded[(i * BATCH + k) % seeded.length]) } }) }));
+    rounds.push(current);
+  }
 
   const { n } = (await pool.query('SELECT count(*)::int AS n FROM tokens')).rows[0];
   if (LARGE_ROWS > n) {
@@ -98,7 +111,11 @@ try {
     await pool.query('VACUUM ANALYZE tokens');
   }
   results.largeRows = Math.max(LARGE_ROWS, n);
+  // The large table against the small one, measured back to back (the latter again, so that the pair is close).
+  current = {};
+  note('vault detokenize again @10k rows', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
   note(`vault detokenize @${(results.largeRows / 1e6).toFixed(1)}M rows`, await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
+  results.large = current;
   results.peakRssMb = rssMb(vault.child.pid).peak;
 } finally {
   vault?.child.kill('SIGTERM');
@@ -108,16 +125,23 @@ try {
   await database.drop();
 }
 
-const r = (name) => results[name].itemsPerSecond;
+// Per scenario, the round with the median throughput.
+for (const name of Object.keys(rounds[0])) {
+  const byRate = rounds.map((round) => round[name]).sort((x, y) => x.itemsPerSecond - y.itemsPerSecond);
+  results[name] = byRate[Math.floor((byRate.length - 1) / 2)];
+}
+Object.assign(results, results.large);
+delete results.large;
 const largeName = `vault detokenize @${(results.largeRows / 1e6).toFixed(1)}M rows`;
+const perRound = (vault, baseline) => median(rounds.map((round) => round[vault].itemsPerSecond / round[baseline].itemsPerSecond));
 const ratios = [
-  ['single tokenize / raw INSERT', r('vault tokenize') / r('baseline raw INSERT'), 1.5],
-  ['single detokenize / raw PK SELECT', r('vault detokenize @10k rows') / r('baseline raw PK SELECT'), 1.0],
-  ['batch tokenize / raw unnest INSERT', r('vault batch tokenize 1000') / r('baseline raw unnest INSERT 1000'), 0.7],
-  ['batch detokenize / raw SELECT 1000', r('vault batch detokenize 1000') / r('baseline raw SELECT 1000'), 0.7],
-  ['detokenize 1M rows / 10k rows', r(largeName) / r('vault detokenize @10k rows'), 0.8],
-  ['single tokenize / fastify echo', r('vault tokenize') / r('baseline fastify echo'), null],
-  ['single detokenize / fastify echo', r('vault detokenize @10k rows') / r('baseline fastify echo'), null],
+  ['single tokenize / raw INSERT', perRound('vault tokenize', 'baseline raw INSERT'), 1.5],
+  ['single detokenize / raw PK SELECT', perRound('vault detokenize @10k rows', 'baseline raw PK SELECT'), 1.0],
+  ['batch tokenize / raw unnest INSERT', perRound('vault batch tokenize 1000', 'baseline raw unnest INSERT 1000'), 0.7],
+  ['batch detokenize / raw SELECT 1000', perRound('vault batch detokenize 1000', 'baseline raw SELECT 1000'), 0.7],
+  [`detokenize ${(results.largeRows / 1e6).toFixed(1)}M rows / 10k rows`, results[largeName].itemsPerSecond / results['vault detokenize again @10k rows'].itemsPerSecond, 0.8],
+  ['single tokenize / fastify echo', perRound('vault tokenize', 'baseline fastify echo'), null],
+  ['single detokenize / fastify echo', perRound('vault detokenize @10k rows', 'baseline fastify echo'), null],
 ];
 const lines = [
   '',
@@ -127,7 +151,7 @@ const lines = [
     .filter(([, v]) => typeof v === 'object')
     .map(([name, v]) => `| ${name} | ${v.itemsPerSecond.toFixed(0)} | ${v.p50Ms.toFixed(2)} | ${v.p99Ms.toFixed(2)} |`),
   '',
-  `| ratio | measured | target |`,
+  `| ratio${ROUNDS > 1 ? ` (median of ${ROUNDS} rounds)` : ''} | measured | target |`,
   `|---|---:|---:|`,
   ...ratios.map(([name, value, target]) => `| ${name} | ${value.toFixed(2)}× | ${target === null ? '—' : `≥ ${target}×`} |`),
   '',
@@ -138,5 +162,5 @@ const lines = [
 process.stdout.write(`${lines.join('\n')}\n`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const file = new URL(`./results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
-writeFileSync(file, JSON.stringify({ loadGenerator: LOADGEN, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: os.totalmem() / 2 ** 30, node: process.version }, seconds: SECONDS, connections: CONNECTIONS, batchConnections: BATCH_CONNECTIONS, results, ratios: Object.fromEntries(ratios.map(([name, value, target]) => [name, { value, target }])) }, null, 2));
+writeFileSync(file, JSON.stringify({ loadGenerator: LOADGEN, rounds, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: os.totalmem() / 2 ** 30, node: process.version }, seconds: SECONDS, connections: CONNECTIONS, batchConnections: BATCH_CONNECTIONS, results, ratios: Object.fromEntries(ratios.map(([name, value, target]) => [name, { value, target }])) }, null, 2));
 process.stdout.write(`figures written to ${file.pathname}\n`);
