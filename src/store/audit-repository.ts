@@ -96,14 +96,20 @@ export function createAuditRepository(db: Db) {
   }
 
   /**
-   * One chain append at a time in this instance (the batch below, or a read carrying its events): so this
-   * instance never races itself; a head another instance moved is caught by audit_append
-   * (migrations/003_audit.sql), re-read, and the append chained again.
+   * One append at a time per tenant chain in this instance (the batch below, or a read or insert carrying its
+   * events), so that this instance never races itself; appends to other tenants' chains go on meanwhile. A head
+   * another instance moved is caught by audit_append (migrations/003_audit.sql), re-read, and chained again.
+   * All of a flush's tenants are queued for at once, synchronously, so two flushes can never wait on each other.
    */
-  let chainTail: Promise<unknown> = Promise.resolve();
-  function exclusively<T>(fn: () => Promise<T>): Promise<T> {
-    const run = chainTail.then(fn, fn);
-    chainTail = run.catch(() => undefined);
+  const tails = new Map<string, Promise<unknown>>();
+  function exclusively<T>(events: AuditEvent[], fn: () => Promise<T>): Promise<T> {
+    const tenants = [...new Set(events.map((event) => event.tenant))];
+    const run = Promise.all(tenants.map((tenant) => tails.get(tenant))).then(fn);
+    const settled = run.catch(() => undefined);
+    for (const tenant of tenants) tails.set(tenant, settled);
+    void settled.then(() => {
+      for (const tenant of tenants) if (tails.get(tenant) === settled) tails.delete(tenant);
+    });
     return run;
   }
 
@@ -114,7 +120,7 @@ export function createAuditRepository(db: Db) {
     try {
       outcome = await run(params);
     } catch (error) {
-      heads.clear();
+      for (const tenant of next.keys()) heads.delete(tenant);
       throw error;
     }
     if (outcome.moved.length === 0) for (const [tenant, head] of next) heads.set(tenant, head);
@@ -138,7 +144,8 @@ export function createAuditRepository(db: Db) {
 
   const appendBatch = createBatcher<AuditEvent[], void>(
     async (jobs) => {
-      await exclusively(() => appendUntilChained(jobs.flat()));
+      const events = jobs.flat();
+      await exclusively(events, () => appendUntilChained(events));
       return jobs.map(() => undefined);
     },
     (job) => job.length,
@@ -156,7 +163,7 @@ export function createAuditRepository(db: Db) {
      * meanwhile: the statement's work stands, but the events were not written and must be appended anew.
      */
     appendWith<T>(events: AuditEvent[], run: (params: unknown[]) => Promise<{ moved: string[]; value: T }>): Promise<{ value: T; appended: boolean }> {
-      return exclusively(async () => {
+      return exclusively(events, async () => {
         const { moved, value } = await chainedRun(events, run);
         if (moved.length > 0) await reloadHeads(moved);
         return { value, appended: moved.length === 0 };
