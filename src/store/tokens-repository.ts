@@ -101,7 +101,7 @@ export const READ_SEALED_SQL = `SELECT u.i::int AS i, t.key_version, t.envelope,
  * round trip and one commit for both, and the events are durable before any number is answered. The function
  * runs once (a materialized CTE), whether or not any row is found.
  */
-const READ_SEALED_AUDITED_SQL = `WITH appended AS MATERIALIZED (SELECT ${auditAppendCall(3)} AS moved)
+export const READ_SEALED_AUDITED_SQL = `WITH appended AS MATERIALIZED (SELECT ${auditAppendCall(3)} AS moved)
   SELECT a.moved, r.i, r.key_version, r.envelope, r.country
   FROM appended a LEFT JOIN LATERAL (${READ_SEALED_SQL}) r ON true`;
 

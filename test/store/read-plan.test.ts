@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTokensRepository, READ_SEALED_SQL } from '../../src/store/tokens-repository.js';
+import { createTokensRepository, READ_SEALED_AUDITED_SQL, READ_SEALED_SQL } from '../../src/store/tokens-repository.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
 
 let testDb: TestDb;
@@ -34,15 +34,23 @@ describe('the detokenize read', () => {
     await testDb.db.query('ANALYZE tokens');
     await fill(21, 60_000, 'acme');
     const ids = Array.from({ length: 1000 }, (_, i) => idOf(i * 50 + 1, 'acme'));
-    const explained = await testDb.db.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${READ_SEALED_SQL}`, [
-      ids.map(() => 'acme'),
-      Buffer.concat(ids),
-    ]);
-    const plan = nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
-    const types = plan.map((node) => node['Node Type']);
-    expect(types).toContain('Nested Loop');
-    expect(types).not.toContain('Hash Join');
-    expect(plan.filter((node) => node['Relation Name'] === 'tokens').map((node) => node['Node Type'])).not.toContain('Seq Scan');
+    // The plain read, and the read that carries audit events (explained only: nothing is appended).
+    const noEvents = [[], [], [], [], [], [], [], [], [], [], [], [], [], [], []];
+    for (const [sql, extra] of [
+      [READ_SEALED_SQL, []],
+      [READ_SEALED_AUDITED_SQL, noEvents],
+    ] as const) {
+      const explained = await testDb.db.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${sql}`, [
+        ids.map(() => 'acme'),
+        Buffer.concat(ids),
+        ...extra,
+      ]);
+      const plan = nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+      const types = plan.map((node) => node['Node Type']);
+      expect(types).toContain('Nested Loop');
+      expect(types).not.toContain('Hash Join');
+      expect(plan.filter((node) => node['Relation Name'] === 'tokens').map((node) => node['Node Type'])).not.toContain('Seq Scan');
+    }
   });
 
   it("answers each request with exactly its tenant's rows, in the position of its ids", async () => {
