@@ -49,9 +49,7 @@ export function auditAppendCall(offset: number): string {
  * that instances appending to one tenant at once still build a single chain.
  */
 export function createAuditRepository(db: Db) {
-  // The chain heads as this instance last wrote or read them. One append is in flight at a time, so this
-  // instance never races itself; a head another instance moved is caught by audit_append
-  // (migrations/003_audit.sql), re-read, and the append chained again.
+  // The chain heads as this instance last wrote or read them (see `exclusively` below).
   const heads = new Map<string, { seq: number; hash: Buffer }>();
 
   async function reloadHeads(tenants: string[]): Promise<void> {
@@ -99,7 +97,7 @@ export function createAuditRepository(db: Db) {
    * One append at a time per tenant chain in this instance (the batch below, or a read or insert carrying its
    * events), so that this instance never races itself; appends to other tenants' chains go on meanwhile. A head
    * another instance moved is caught by audit_append (migrations/003_audit.sql), re-read, and chained again.
-   * All of a flush's tenants are queued for at once, synchronously, so two flushes can never wait on each other.
+   * A flush queues for all of its tenants at once, synchronously, so no two flushes can wait for each other.
    */
   const tails = new Map<string, Promise<unknown>>();
   function exclusively<T>(events: AuditEvent[], fn: () => Promise<T>): Promise<T> {
