@@ -35,11 +35,6 @@ const UNRECORDED = JSON.stringify({
   detail: 'the audit trail cannot be written; nothing was returned',
 });
 
-/**
- * Records an audit event for every answer of an audited route to an identified caller, before the answer
- * leaves: no audit, no data. A success whose event cannot be written is replaced by a 503; a failure's event
- * is written on a best-effort basis.
- */
 /** This request's audit event, as its answer stands now. */
 export function auditEventOf(request: FastifyRequest, reply: FastifyReply): AuditEvent {
   const identity = request.identity!;
@@ -64,13 +59,18 @@ export function recordedWith(reply: FastifyReply, request: FastifyRequest): Audi
   return { event: { ...auditEventOf(request, reply), outcome: 'ok' }, recorded: () => (reply.auditRecorded = true) };
 }
 
+/**
+ * Records an audit event for every answer of an audited route to an identified caller, before the answer
+ * leaves: no audit, no data. A success whose event cannot be written is replaced by a 503; a failure's event
+ * is written on a best-effort basis.
+ */
 async function audit(app: FastifyInstance, options: { audit: AuditRepository }) {
   app.decorateReply('auditAction', null);
   app.decorateReply('auditRecorded', false);
 
   app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload) => {
     if (!request.routeOptions.config.audit || !request.identity) return payload;
-    // Committed with the read before any number was in hand; a failure after that still gets its own event.
+    // Committed by the handler's own read or insert (recordedWith); a failure after that gets an event of its own.
     if (reply.auditRecorded && reply.statusCode < 400) return payload;
     const event = auditEventOf(request, reply);
     try {

@@ -182,8 +182,7 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
   );
 
   // Every token id is 16 bytes (src/crypto/tokens.ts), so a flush's ids travel as one packed bytea, sent in
-  // binary, instead of an array literal of hex strings; each row comes back with the 1-based position of the id
-  // it answers, so that no id or tenant has to be read back and matched.
+  // binary, instead of an array literal of hex strings; rows are matched back by position (READ_SEALED_SQL).
   const readBatch = createBatcher<ReadJob, { rows: SealedToken[]; recorded: boolean }>(
     async (jobs) => {
       const tenants: string[] = [];

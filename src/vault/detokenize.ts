@@ -1,4 +1,4 @@
-import { formatToken, parseToken } from '../crypto/tokens.js';
+import { parseToken } from '../crypto/tokens.js';
 import { maskPhone } from '../phone/mask.js';
 import type { Audited, Caller, VaultDeps } from './vault.js';
 
@@ -37,7 +37,7 @@ export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string
     }
     const opened = await deps.offload.openRows(caller.tenant, dataKeys, rows);
     rows.forEach((row, i) => {
-      const token = tokenOf.get(row.tokenId) ?? formatToken(row.tokenId);
+      const token = tokenOf.get(row.tokenId)!;
       const e164 = opened[i];
       if (e164 === undefined) return; // its key was destroyed: as if it never existed
       if (e164 === null) {

@@ -23,8 +23,12 @@ export function pack(buffers: Uint8Array[]): Packed {
   return { data, ends };
 }
 
-/** Views into `data`, one per packed buffer; nothing is copied. */
-export function unpack(data: Buffer, ends: Uint32Array): Buffer[] {
+/** A Buffer over the same memory as a received Uint8Array; nothing is copied. */
+export const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/** Views into `packed`, one per packed buffer; nothing is copied. */
+export function unpack(packed: Uint8Array, ends: Uint32Array): Buffer[] {
+  const data = asBuffer(packed);
   const buffers: Buffer[] = new Array(ends.length);
   let start = 0;
   for (let i = 0; i < ends.length; i++) {

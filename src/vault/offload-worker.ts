@@ -1,8 +1,6 @@
 // A worker thread of src/vault/offload.ts: pure computation over what each task brings, nothing kept between tasks.
 import { openRows, prepareRows, type Opened } from './bulk.js';
-import { pack, unpack, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
-
-const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+import { asBuffer, pack, unpack, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
 
 export function prepare(task: PrepareTask): PrepareResult {
   const { slots, rows } = prepareRows(
@@ -29,8 +27,8 @@ export function prepare(task: PrepareTask): PrepareResult {
 }
 
 export function open(task: OpenTask): Opened[] {
-  const tokenIds = unpack(asBuffer(task.tokenIds), task.tokenIdEnds);
-  const envelopes = unpack(asBuffer(task.envelopes), task.envelopeEnds);
+  const tokenIds = unpack(task.tokenIds, task.tokenIdEnds);
+  const envelopes = unpack(task.envelopes, task.envelopeEnds);
   const keys = new Map(task.keys.map(([version, key]) => [version, asBuffer(key)]));
   return openRows(
     task.tenant,

@@ -35,7 +35,6 @@ async function prepareInline(tenant: string, inputs: PhoneInput[], reserve: Rese
 const PREPARE_OFFLOAD_ITEMS = 16;
 const OPEN_OFFLOAD_ITEMS = 64;
 
-const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 // A key is copied into an array of its own before it is sent: a Buffer cut from Node's shared pool would carry
 // the rest of the pool (other values) to the worker with it.
 const ownCopy = (key: Buffer): Uint8Array => new Uint8Array(key);
@@ -76,9 +75,9 @@ export function createOffload(options: { threads: number; logger?: Logger }): Of
       const keys = await reserve(inputs.length);
       const task: PrepareTask = { tenant, inputs, version: keys.version, key: ownCopy(keys.key), fingerprintKey: ownCopy(keys.fingerprintKey), deterministic };
       const result = (await pool.run(task, { name: 'prepare' })) as PrepareResult;
-      const tokenIds = unpack(asBuffer(result.tokenIds), result.tokenIdEnds);
-      const envelopes = unpack(asBuffer(result.envelopes), result.envelopeEnds);
-      const fingerprints = unpack(asBuffer(result.fingerprints), result.fingerprintEnds);
+      const tokenIds = unpack(result.tokenIds, result.tokenIdEnds);
+      const envelopes = unpack(result.envelopes, result.envelopeEnds);
+      const fingerprints = unpack(result.fingerprints, result.fingerprintEnds);
       return {
         slots: result.slots,
         rows: result.e164.map((e164, i) => ({

@@ -89,14 +89,13 @@ async function storeDeterministic(deps: VaultDeps, caller: Caller, sealed: Seale
       const keys = await deps.keyring.forWriting(caller.tenant, pending.length);
       pending = pending.map((row) => sealRow(caller.tenant, keys, row));
     }
-    const rows = pending;
     // The audit event rides with the first insert only.
-    const { holders: inserted, recorded } = await deps.tokens.insert(caller.tenant, rows.map((row) => toNewRow(row, true, null)), attempt === 0 ? audit?.event : undefined);
+    const { holders: inserted, recorded } = await deps.tokens.insert(caller.tenant, pending.map((row) => toNewRow(row, true, null)), attempt === 0 ? audit?.event : undefined);
     if (recorded) audit?.recorded();
-    const lost = rows.filter((row) => !inserted.has(row.fingerprint.toString('hex')));
+    const lost = pending.filter((row) => !inserted.has(row.fingerprint.toString('hex')));
     const existing = lost.length > 0 ? await deps.tokens.findDeterministic(caller.tenant, lost.map((row) => row.fingerprint)) : new Map();
     const vanished: SealedRow[] = [];
-    for (const row of rows) {
+    for (const row of pending) {
       const fingerprint = row.fingerprint.toString('hex');
       const holder = inserted.get(fingerprint) ?? existing.get(fingerprint)?.tokenId;
       if (holder) holders.set(row.e164, holder);
