@@ -53,14 +53,37 @@ describe('the detokenize read', () => {
     }
   });
 
-  it("answers each request with exactly its tenant's rows, in the position of its ids", async () => {
+  it("answers each request with exactly its tenant's rows, matched by the position of its ids", async () => {
     await fill(1, 30, 'globex');
     const repository = createTokensRepository(testDb.db);
     const acme = [idOf(5, 'acme'), randomBytes(16), idOf(7, 'acme'), idOf(5, 'globex')];
     const globex = [idOf(5, 'acme'), idOf(5, 'globex'), idOf(30, 'globex')];
     const [forAcme, forGlobex] = await Promise.all([repository.findSealed('acme', acme), repository.findSealed('globex', globex)]);
-    expect(forAcme!.rows.map((row) => row.tokenId)).toEqual([acme[0], acme[2]]);
-    expect(forGlobex!.rows.map((row) => row.tokenId)).toEqual([globex[1], globex[2]]);
+    // Rows come in no particular order; each carries the very id buffer it answers.
+    expect(forAcme!.rows.map((row) => row.tokenId)).toHaveLength(2);
+    expect(forAcme!.rows.map((row) => row.tokenId)).toEqual(expect.arrayContaining([acme[0], acme[2]]));
+    expect(forGlobex!.rows.map((row) => row.tokenId)).toHaveLength(2);
+    expect(forGlobex!.rows.map((row) => row.tokenId)).toEqual(expect.arrayContaining([globex[1], globex[2]]));
     await expect(repository.findSealed('acme', [randomBytes(15)])).rejects.toThrow('16 bytes');
+  });
+
+  it('hands back each row whole: key version, envelope bytes and a country that may be absent', async () => {
+    const repository = createTokensRepository(testDb.db);
+    const [withCountry, without] = [randomBytes(16), randomBytes(16)];
+    const [envelopeA, envelopeB] = [randomBytes(61), randomBytes(300)];
+    await testDb.db.query(
+      `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type)
+       VALUES ('initech', $1, 7, $2, $5, false, 'GB', 'mobile'), ('initech', $3, 70000, $4, $6, false, NULL, 'toll_free')`,
+      [withCountry, envelopeA, without, envelopeB, randomBytes(32), randomBytes(32)],
+    );
+    const { rows } = await repository.findSealed('initech', [without, randomBytes(16), withCountry]);
+    expect(rows).toHaveLength(2);
+    expect(rows).toEqual(
+      expect.arrayContaining([
+        { tokenId: without, keyVersion: 70000, envelope: envelopeB, country: null },
+        { tokenId: withCountry, keyVersion: 7, envelope: envelopeA, country: 'GB' },
+      ]),
+    );
+    expect((await repository.findSealed('initech', [randomBytes(16)])).rows).toEqual([]);
   });
 });
