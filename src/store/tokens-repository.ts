@@ -234,8 +234,8 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
   );
 
   /**
-   * The sealed numbers of the tenant's live (unexpired) tokens among these distinct ids, in no particular order. With an audit event
-   * (and an audit repository), it resolves only once the event is committed, with the read itself.
+   * The sealed numbers of the tenant's live (unexpired) tokens among these distinct ids, in no particular order.
+   * With an audit event (and an audit repository), it resolves only once the event is committed, with the read.
    */
   const findSealed = (tenant: string, tokenIds: Buffer[], event?: AuditEvent): Promise<{ rows: SealedToken[]; recorded: boolean }> => {
     if (event && !options.audit) throw new Error('an audited read needs the audit repository');
