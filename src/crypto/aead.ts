@@ -30,20 +30,30 @@ export function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer {
   return body;
 }
 
-/** Length-prefixed fields, so that no two different contexts serialise to the same AAD. */
+/**
+ * Length-prefixed fields, so that no two different contexts serialise to the same AAD: each field is a u16 length
+ * and its bytes (strings as UTF-8, numbers as u32). Written into one buffer sized up front: this runs for every
+ * number sealed or opened and every audit event chained.
+ */
 export function encodeAad(label: string, fields: Array<string | Buffer | number>): Buffer {
-  const parts: Buffer[] = [];
-  for (const field of [label, ...fields]) {
-    let bytes: Buffer;
+  let size = 2 + Buffer.byteLength(label, 'utf8');
+  for (const field of fields) size += 2 + (typeof field === 'number' ? 4 : typeof field === 'string' ? Buffer.byteLength(field, 'utf8') : field.length);
+  const out = Buffer.alloc(size);
+  let at = 0;
+  const put = (field: string | Buffer | number) => {
     if (typeof field === 'number') {
-      bytes = Buffer.alloc(4);
-      bytes.writeUInt32BE(field);
+      at = out.writeUInt16BE(4, at);
+      at = out.writeUInt32BE(field, at);
+    } else if (typeof field === 'string') {
+      const length = out.write(field, at + 2, 'utf8');
+      out.writeUInt16BE(length, at);
+      at += 2 + length;
     } else {
-      bytes = typeof field === 'string' ? Buffer.from(field, 'utf8') : field;
+      at = out.writeUInt16BE(field.length, at);
+      at += field.copy(out, at);
     }
-    const length = Buffer.alloc(2);
-    length.writeUInt16BE(bytes.length);
-    parts.push(length, bytes);
-  }
-  return Buffer.concat(parts);
+  };
+  put(label);
+  for (const field of fields) put(field);
+  return out;
 }
