@@ -108,6 +108,9 @@ describe('POST /v1/detokenize', () => {
       { token: usToken, phone: NUMBERS.us.e164, country: 'US' },
     ]);
     expect(t.logs.some((line) => line.msg === 'token envelope failed to decrypt' && line.level === 50)).toBe(true);
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(/^phonevault_decryption_failures_total [1-9]/m);
+    expect(metrics).toMatch(/^phonevault_detokenize_items_total\{outcome="unreadable"\} [1-9]/m);
   });
 
   // Copying another row's envelope onto a token (same tenant, same key) must not reveal the other number.

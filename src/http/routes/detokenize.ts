@@ -51,11 +51,11 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
       // The success event rides with the read (one round trip, one commit), committed before any number is
       // decrypted; onSend records it itself when the read did not happen or the answer fails afterwards.
       const results = await vault.detokenize(identity, request.body.tokens, redaction, recordedWith(reply, request));
-      for (const result of results) {
-        const outcome = 'error' in result ? result.error.code : redaction;
-        app.metrics.detokenizeItems.inc({ outcome });
-        if (outcome === 'unreadable') app.metrics.decryptionFailures.inc();
-      }
+      // Counted here, then one increment per outcome: a labelled increment per item was 1% of a batch's time.
+      const outcomes = { plain: 0, masked: 0, not_found: 0, unreadable: 0 };
+      for (const result of results) outcomes['error' in result ? result.error.code : redaction]++;
+      for (const [outcome, count] of Object.entries(outcomes)) if (count > 0) app.metrics.detokenizeItems.inc({ outcome }, count);
+      if (outcomes.unreadable > 0) app.metrics.decryptionFailures.inc(outcomes.unreadable);
       return { results };
     },
   );
