@@ -64,6 +64,11 @@ export function createOffload(options: { threads: number; logger?: Logger }): Of
     minThreads: options.threads,
     maxThreads: options.threads,
     idleTimeout: Number.POSITIVE_INFINITY,
+    // First come, first served. By default piscina sends a task it could not hand to a busy thread to the back of
+    // the queue, so under steady load one request could wait behind dozens that came after it: measured here,
+    // batch tokenize at 4 connections had tasks queued up to 1 s behind ~40 ms of work (p99 0.6–1.1 s); in order,
+    // at most ~150 ms (p99 ~0.25 s) for the same throughput.
+    stricterFIFO: true,
     resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 },
   });
   // A worker that dies outside a task is replaced by the pool; unheard, the event would end the process.

@@ -55,6 +55,21 @@ describe('offloaded batches', () => {
     });
   }
 
+  it('serves batches in the order they came, however many wait', async () => {
+    const finished: number[] = [];
+    // Submitted in waves while the thread is busy, as requests arrive under load.
+    const runs: Array<Promise<unknown>> = [];
+    for (let wave = 0; wave < 4; wave++) {
+      for (let k = 0; k < 3; k++) {
+        const id = runs.length;
+        runs.push(offload.prepareRows(tenant, inputs, async () => keys, false).then(() => finished.push(id)));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await Promise.all(runs);
+    expect(finished).toEqual(runs.map((_, id) => id));
+  });
+
   it('inline, reserves only for valid numbers, and not at all when none is', async () => {
     const some = reserving();
     await inlineOffload.prepareRows(tenant, inputs.slice(0, 5), some.reserve, false);
