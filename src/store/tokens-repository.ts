@@ -112,14 +112,14 @@ interface InsertedRow {
  * slower (test/store/read-plan.test.ts).
  *
  * The rows found come back packed into one bytea (`unpackSealed` below reads it), each as: the 1-based position
- * of its id (u32), key version (u32), country length (i16, −1 for none) and bytes, envelope length (u16) and
+ * of its id (u32), key version (u32), country length (i16, −1 for none) and bytes, envelope length (u32) and
  * bytes. One value to decode instead of a thousand rows of four fields each: for a batch read, row decoding was
  * a fifth of the event loop's time, and most of its garbage.
  */
 export const READ_SEALED_SQL = `SELECT string_agg(
     int4send(u.i::int) || int4send(t.key_version)
       || int2send(coalesce(octet_length(t.country), -1)::int2) || coalesce(convert_to(t.country, 'UTF8'), ''::bytea)
-      || int2send(octet_length(t.envelope)::int2) || t.envelope,
+      || int4send(octet_length(t.envelope)) || t.envelope,
     ''::bytea) AS packed
   FROM unnest($1::text[]) WITH ORDINALITY AS u(tenant_id, i)
   CROSS JOIN LATERAL (
@@ -151,8 +151,8 @@ export function unpackSealed(packed: Buffer | null, row: (position: number, keyV
       country = packed.toString('utf8', at, at + countryLength);
       at += countryLength;
     }
-    const envelopeLength = packed.readUInt16BE(at);
-    at += 2;
+    const envelopeLength = packed.readUInt32BE(at);
+    at += 4;
     if (at + envelopeLength > packed.length) throw new Error('truncated sealed rows');
     row(position, keyVersion, country, packed.subarray(at, at + envelopeLength));
     at += envelopeLength;
