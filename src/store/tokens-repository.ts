@@ -94,7 +94,7 @@ const INSERT_TOKENS_AUDITED_SQL = `WITH appended AS MATERIALIZED (SELECT ${audit
 function packFixed(buffers: Buffer[], width: number): Buffer {
   const packed = Buffer.allocUnsafe(buffers.length * width);
   buffers.forEach((buffer, index) => {
-    if (buffer.length !== width) throw new Error(`expected ${width}-byte values, got ${buffer.length}`);
+    if (buffer.length !== width) throw new Error(`values of ${width} bytes expected, got ${buffer.length}`);
     buffer.copy(packed, index * width);
   });
   return packed;
@@ -239,13 +239,12 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
       const owner: number[] = [];
       jobs.forEach((job, index) => {
         for (const id of job.tokenIds) {
-          if (id.length !== TOKEN_ID_BYTES) throw new Error('token ids are 16 bytes');
           tenants.push(job.tenant);
           ids.push(id);
           owner.push(index);
         }
       });
-      const params = [tenants, Buffer.concat(ids)];
+      const params = [tenants, packFixed(ids, TOKEN_ID_BYTES)];
       const events = jobs.flatMap((job) => (job.event ? [job.event] : []));
       const { value, recorded } = await withEvents(events, READ_SEALED_AUDITED_SQL, READ_SEALED_SQL, params, 'phonevault_read_sealed');
       const answers: SealedToken[][] = jobs.map(() => []);
