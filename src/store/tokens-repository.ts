@@ -3,7 +3,8 @@ import { StorageUnavailableError, type Db } from './db.js';
 import type { AuditEvent } from '../audit/chain.js';
 import { FINGERPRINT_BYTES } from '../crypto/fingerprint.js';
 import { TOKEN_ID_BYTES } from '../crypto/tokens.js';
-import { auditAppendCall, type AuditRepository } from './audit-repository.js';
+import { auditAppendCtes, type AuditRepository } from './audit-repository.js';
+import { packedAt, packFixed } from './packed.js';
 
 export interface NewTokenRow {
   tokenId: Buffer;
@@ -75,30 +76,23 @@ const key = (tenant: string, id: Buffer) => `${tenant}\u0000${id.toString('latin
  */
 const INSERT_TOKENS_SQL = `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type, expires_at)
   SELECT u.tenant_id,
-    substring($2::bytea FROM (u.i::int - 1) * ${TOKEN_ID_BYTES} + 1 FOR ${TOKEN_ID_BYTES}),
+    ${packedAt('$2', 'u.i', TOKEN_ID_BYTES)},
     u.key_version,
-    substring($4::bytea FROM (u.i::int - 1) * $10::int + 1 FOR $10::int),
-    substring($5::bytea FROM (u.i::int - 1) * ${FINGERPRINT_BYTES} + 1 FOR ${FINGERPRINT_BYTES}),
+    ${packedAt('$4', 'u.i', '$10::int')},
+    ${packedAt('$5', 'u.i', FINGERPRINT_BYTES)},
     u.deterministic, u.country, u.line_type, u.expires_at
   FROM unnest($1::text[], $3::int[], $6::bool[], $7::text[], $8::text[], $9::timestamptz[])
     WITH ORDINALITY AS u(tenant_id, key_version, deterministic, country, line_type, expires_at, i)
   ON CONFLICT (tenant_id, fingerprint) WHERE deterministic DO NOTHING
   RETURNING tenant_id, token_id`;
 
-/** The same insert with audit events appended in the same statement ($11… are audit_append's parameters). */
-const INSERT_TOKENS_AUDITED_SQL = `WITH appended AS MATERIALIZED (SELECT ${auditAppendCall(11)} AS moved),
-  inserted AS (${INSERT_TOKENS_SQL})
+/**
+ * The same insert with audit events appended in the same statement ($11… are the append's parameters). The
+ * insert comes first so that the statement reads as what it is in pg_stat_activity, which keeps only the start.
+ */
+const INSERT_TOKENS_AUDITED_SQL = `WITH inserted AS (${INSERT_TOKENS_SQL}),
+  ${auditAppendCtes(11)}
   SELECT a.moved, i.tenant_id, i.token_id FROM appended a LEFT JOIN inserted i ON true`;
-
-/** The buffers end to end, each exactly `width` bytes long (else an error: the statement would misread them). */
-function packFixed(buffers: Buffer[], width: number): Buffer {
-  const packed = Buffer.allocUnsafe(buffers.length * width);
-  buffers.forEach((buffer, index) => {
-    if (buffer.length !== width) throw new Error(`values of ${width} bytes expected, got ${buffer.length}`);
-    buffer.copy(packed, index * width);
-  });
-  return packed;
-}
 
 interface InsertedRow {
   tenant_id: string | null;
@@ -124,17 +118,17 @@ export const READ_SEALED_SQL = `SELECT string_agg(
   FROM unnest($1::text[]) WITH ORDINALITY AS u(tenant_id, i)
   CROSS JOIN LATERAL (
     SELECT key_version, envelope, country FROM tokens
-    WHERE tenant_id = u.tenant_id AND token_id = substring($2::bytea FROM (u.i::int - 1) * ${TOKEN_ID_BYTES} + 1 FOR ${TOKEN_ID_BYTES})
+    WHERE tenant_id = u.tenant_id AND token_id = ${packedAt('$2', 'u.i', TOKEN_ID_BYTES)}
       AND (expires_at IS NULL OR expires_at > now())
     LIMIT 1
   ) t`;
 
 /**
- * The same read with audit events appended in the same statement ($3… are audit_append's parameters): one
- * round trip and one commit for both, and the events are durable before any number is answered. The function
- * runs once (a materialized CTE), and the statement answers one row, whether or not any token is found.
+ * The same read with audit events appended in the same statement ($3… are the append's parameters): one
+ * round trip and one commit for both, and the events are durable before any number is answered. The append
+ * runs once (data-modifying CTEs always do), and the statement answers one row, whether or not any token is found.
  */
-export const READ_SEALED_AUDITED_SQL = `WITH appended AS MATERIALIZED (SELECT ${auditAppendCall(3)} AS moved)
+export const READ_SEALED_AUDITED_SQL = `WITH ${auditAppendCtes(3)}
   SELECT a.moved, r.packed FROM appended a CROSS JOIN LATERAL (${READ_SEALED_SQL}) r`;
 
 /** Calls `row` for each row of READ_SEALED_SQL's packed answer; envelopes are views of `packed`. */

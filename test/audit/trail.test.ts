@@ -184,14 +184,14 @@ describe('audit trail', () => {
   it('answers 503, and returns nothing, when the audit event cannot be written', async () => {
     const headers = bearer({ tenant: 'acme', scope: 'tokenize detokenize' });
     const token = (await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers, payload: { phone: NUMBERS.fr.e164 } })).json().token;
-    await db.query('ALTER FUNCTION audit_append RENAME TO audit_append_away');
+    await db.query('ALTER TABLE audit_heads RENAME TO audit_heads_away');
     try {
       const res = await t.app.inject({ method: 'POST', url: '/v1/detokenize', headers, payload: { tokens: [token] } });
       expect(res.statusCode).toBe(503);
       expect(res.json().code).toBe('unavailable');
       expect(res.body).not.toContain(NUMBERS.fr.digits);
     } finally {
-      await db.query('ALTER FUNCTION audit_append_away RENAME TO audit_append');
+      await db.query('ALTER TABLE audit_heads_away RENAME TO audit_heads');
     }
   });
 

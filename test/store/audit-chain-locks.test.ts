@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.js';
-import { auditAppendCall, createAuditRepository, type AuditRepository } from '../../src/store/audit-repository.js';
+import { auditAppendCtes, createAuditRepository, type AuditRepository } from '../../src/store/audit-repository.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
 
 let testDb: TestDb;
@@ -14,7 +14,7 @@ afterAll(async () => {
 });
 
 const event = (tenant: string, n: number) => ({ tenant, client: 'c', action: 'detokenize', items: n, outcome: 'ok', requestId: `r-${tenant}-${n}`, purpose: null, occurredAt: new Date() });
-const appendIn = (params: unknown[]) => testDb.db.query<{ moved: string[] }>(`SELECT ${auditAppendCall(1)} AS moved`, params).then((r) => ({ moved: r.rows[0]!.moved, value: undefined }));
+const appendIn = (params: unknown[]) => testDb.db.query<{ moved: string[] }>(`WITH ${auditAppendCtes(1)} SELECT moved FROM appended`, params).then((r) => ({ moved: r.rows[0]!.moved, value: undefined }));
 
 describe('chain appends', () => {
   it("wait for an append in flight to the same tenant's chain, never for another tenant's", async () => {
@@ -59,5 +59,19 @@ describe('chain appends', () => {
     const events = await audit.chainPage('gamma', 0, 100);
     expect(events.map((e) => [e.seq, e.items])).toEqual([[1, 2]]);
     expect(verifyChain(events, { seq: head.anchorSeq, hash: head.anchorHash }, head)).toBeNull();
+  });
+
+  it('starts a new chain once when two instances append its first events at the same moment', async () => {
+    const instances = [createAuditRepository(testDb.db), createAuditRepository(testDb.db)];
+    for (let round = 0; round < 5; round++) {
+      const tenant = `fresh-${round}`;
+      // Each instance believes the chain empty; one of the two first appends meets the other's seq 1.
+      await Promise.all(instances.map((instance, i) => instance.append([event(tenant, 2 * i + 1), event(tenant, 2 * i + 2)])));
+      const head = (await audit.head(tenant))!;
+      const events = await audit.chainPage(tenant, 0, 100);
+      expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+      expect(events.map((e) => e.items).sort()).toEqual([1, 2, 3, 4]);
+      expect(verifyChain(events, { seq: head.anchorSeq, hash: head.anchorHash }, head)).toBeNull();
+    }
   });
 });
