@@ -39,7 +39,7 @@ function createMetrics(registry: Registry) {
   };
 }
 
-async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryptions: number }) {
+async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryptions: number; auditApart?: () => Readonly<Record<string, number>> }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'phonevault_' });
   app.decorate('metrics', createMetrics(registry));
@@ -74,6 +74,17 @@ async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryption
     async collect() {
       const result = await options.db.query<{ top: string | null }>(`SELECT max(encryptions) AS top FROM data_keys WHERE state = 'active'`);
       this.set(Number(result.rows[0]?.top ?? 0) / options.keyMaxEncryptions);
+    },
+  });
+
+  new Counter({
+    name: 'phonevault_audit_appended_apart_total',
+    help: 'Flushes whose audit events were appended on their own, not in their read or insert: its statement failed, or another instance had moved a chain head',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, count] of Object.entries(options.auditApart?.() ?? {})) this.inc({ reason }, count);
     },
   });
 

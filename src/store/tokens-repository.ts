@@ -166,7 +166,13 @@ export interface SealedToken {
  * SELECT, whatever their tenants (src/store/batcher.ts): each job still gets exactly its own rows back, and a
  * job's rows are always in one statement, so each request's batch is stored whole or not at all.
  */
-export function createTokensRepository(db: Db, options: { maxInFlight?: number; audit?: AuditRepository } = {}) {
+/** Why a flush's events were appended apart from its statement: it failed with them, or a head had moved. */
+export type AuditApart = 'failed' | 'moved';
+
+export function createTokensRepository(
+  db: Db,
+  options: { maxInFlight?: number; audit?: AuditRepository; onAuditApart?: (reason: AuditApart, error?: unknown) => void } = {},
+) {
   // Measured on 2 cores: one flush in flight beats two or more (bigger batches, less Postgres CPU per row).
   const batching = { maxInFlight: options.maxInFlight ?? 1, maxItems: 5_000, directItems: 200 };
 
@@ -186,9 +192,13 @@ export function createTokensRepository(db: Db, options: { maxInFlight?: number; 
         });
       } catch (error) {
         if (error instanceof StorageUnavailableError) throw error;
+        options.onAuditApart?.('failed', error);
       }
       // Committed either way; when another instance had moved a chain head, without the events.
-      if (outcome) return { value: outcome.value, recorded: outcome.appended };
+      if (outcome) {
+        if (!outcome.appended) options.onAuditApart?.('moved');
+        return { value: outcome.value, recorded: outcome.appended };
+      }
     }
     return { value: (await db.query(plainSql, params, { prepare: name })).rows as unknown[], recorded: false };
   }

@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import { Keyring } from '../crypto/keyring.js';
 import { MasterKeySet, type MasterKey } from '../crypto/master-keys.js';
 import { createAuditRepository } from '../store/audit-repository.js';
-import type { Db } from '../store/db.js';
+import { safeErrorFields, type Db } from '../store/db.js';
 import { createKeyAdministration, createKeysRepository } from '../store/keys-repository.js';
-import { createTokenMaintenance, createTokensRepository } from '../store/tokens-repository.js';
+import { createTokenMaintenance, createTokensRepository, type AuditApart } from '../store/tokens-repository.js';
 import { inlineOffload, type Offload } from './offload.js';
 import type { VaultDeps } from './vault.js';
 
@@ -12,13 +12,21 @@ import type { VaultDeps } from './vault.js';
 export function createVaultDeps(options: { db: Db; masterKeys: MasterKey[]; keyMaxEncryptions: number; logger: Logger; offload?: Offload }) {
   const masterKeySet = new MasterKeySet(options.masterKeys);
   const audit = createAuditRepository(options.db);
+  // Flushes whose events had to be appended on their own: a trail that keeps failing beside its reads is a fault
+  // worth seeing (a metric, and a warning with the SQLSTATE only); heads moved by another instance are routine.
+  const auditApart: Record<AuditApart, number> = { failed: 0, moved: 0 };
+  const onAuditApart = (reason: AuditApart, error?: unknown) => {
+    auditApart[reason]++;
+    if (reason === 'failed') options.logger.warn({ err: safeErrorFields(error) }, 'audit events appended apart: their statement failed');
+  };
   return {
     masterKeySet,
     keyring: new Keyring(masterKeySet, createKeysRepository(options.db), { maxEncryptions: options.keyMaxEncryptions }),
-    tokens: createTokensRepository(options.db, { audit }),
+    tokens: createTokensRepository(options.db, { audit, onAuditApart }),
     maintenance: createTokenMaintenance(options.db),
     keyAdmin: createKeyAdministration(options.db),
     audit,
+    auditApart: (): Readonly<Record<AuditApart, number>> => auditApart,
     offload: options.offload ?? inlineOffload,
     logger: options.logger,
   } satisfies VaultDeps & Record<string, unknown>;

@@ -181,6 +181,27 @@ describe('audit trail', () => {
     }
   });
 
+  it('appends the events apart when the statement carrying them fails, and counts and logs it', async () => {
+    const headers = bearer({ tenant: 'apart', scope: 'tokenize detokenize' });
+    const token = (await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers, payload: { phone: NUMBERS.de.e164 } })).json().token;
+    // Refuses audit events written by a statement that also reads tokens; the append on its own still goes.
+    await db.query(`CREATE FUNCTION refuse_combined() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF current_query() LIKE '%FROM tokens%' THEN RAISE EXCEPTION 'refused beside a read'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER refuse_combined BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_combined()`);
+    try {
+      const res = await t.app.inject({ method: 'POST', url: '/v1/detokenize', headers, payload: { tokens: [token] } });
+      expect(res.statusCode).toBe(200);
+      expect(res.json().results[0].phone).toBe(NUMBERS.de.e164);
+      const recorded = await events('apart');
+      expect(recorded.filter((e) => e.request_id === res.headers['x-request-id'])).toMatchObject([{ action: 'detokenize', outcome: 'ok', items: 1 }]);
+      expect((await t.app.inject({ method: 'GET', url: '/metrics' })).body).toMatch(/^phonevault_audit_appended_apart_total\{reason="failed"\} [1-9]/m);
+      const warning = t.logs.find((line) => line.msg === 'audit events appended apart: their statement failed');
+      expect(warning?.err).toEqual({ type: 'error', code: 'P0001' }); // the SQLSTATE, never the message
+    } finally {
+      await db.query('DROP TRIGGER refuse_combined ON audit_events; DROP FUNCTION refuse_combined()');
+    }
+  });
+
   it('answers 503, and returns nothing, when the audit event cannot be written', async () => {
     const headers = bearer({ tenant: 'acme', scope: 'tokenize detokenize' });
     const token = (await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers, payload: { phone: NUMBERS.fr.e164 } })).json().token;
