@@ -98,6 +98,8 @@ describe('faults', () => {
       expect([before, before + 1000]).toContain(await countTokens());
     } finally {
       await slowInserts(false);
+      // A failure before the kill above would otherwise leave this vault running after the suite.
+      if (vault.child.exitCode === null && vault.child.signalCode === null) vault.child.kill('SIGKILL');
     }
   });
 
