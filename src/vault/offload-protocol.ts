@@ -1,5 +1,5 @@
 import type { LineType } from '../phone/parse.js';
-import type { ItemError, PhoneInput } from './bulk.js';
+import type { ItemError, Opened, PhoneInput } from './bulk.js';
 
 /**
  * What passes between the vault and its worker threads (src/vault/offload.ts). Buffers arrive on the other side
@@ -63,9 +63,26 @@ export interface PrepareResult {
 export interface OpenTask {
   tenant: string;
   keys: Array<[number, Uint8Array]>;
-  keyVersions: number[];
+  keyVersions: Uint32Array;
   tokenIds: Uint8Array;
   tokenIdEnds: Uint32Array;
   envelopes: Uint8Array;
   envelopeEnds: Uint32Array;
+}
+
+/**
+ * The numbers a worker opened, as one string: a thousand strings cloned one by one back to the event loop cost
+ * the worker about a twentieth of its time in batch detokenize (one string: batch detokenize +5%, the median of
+ * twelve interleaved pairs, which spread from −10% to +16% on a noisy machine). Lines in order: the E.164 number, `!` for an envelope that failed authentication, empty for a key
+ * that is gone. None of the three can be mistaken for another, nor contain a line break.
+ */
+export function packOpened(opened: Opened[]): string {
+  return opened.map((number) => (number === undefined ? '' : number === null ? '!' : number)).join('\n');
+}
+
+export function unpackOpened(packed: string, count: number): Opened[] {
+  if (count === 0) return [];
+  const lines = packed.split('\n');
+  if (lines.length !== count) throw new Error(`${count} opened numbers expected, got ${lines.length}`);
+  return lines.map((line) => (line === '' ? undefined : line === '!' ? null : line));
 }

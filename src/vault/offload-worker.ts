@@ -1,6 +1,6 @@
 // A worker thread of src/vault/offload.ts: pure computation over what each task brings, nothing kept between tasks.
-import { openRows, prepareRows, type Opened } from './bulk.js';
-import { asBuffer, pack, unpack, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
+import { openRows, prepareRows } from './bulk.js';
+import { asBuffer, pack, packOpened, unpack, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
 
 export function prepare(task: PrepareTask): PrepareResult {
   const { slots, rows } = prepareRows(
@@ -26,13 +26,15 @@ export function prepare(task: PrepareTask): PrepareResult {
   };
 }
 
-export function open(task: OpenTask): Opened[] {
+export function open(task: OpenTask): string {
   const tokenIds = unpack(task.tokenIds, task.tokenIdEnds);
   const envelopes = unpack(task.envelopes, task.envelopeEnds);
   const keys = new Map(task.keys.map(([version, key]) => [version, asBuffer(key)]));
-  return openRows(
-    task.tenant,
-    keys,
-    task.keyVersions.map((keyVersion, i) => ({ tokenId: tokenIds[i]!, keyVersion, envelope: envelopes[i]! })),
+  return packOpened(
+    openRows(
+      task.tenant,
+      keys,
+      Array.from(task.keyVersions, (keyVersion, i) => ({ tokenId: tokenIds[i]!, keyVersion, envelope: envelopes[i]! })),
+    ),
   );
 }

@@ -4,7 +4,7 @@ import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
 import { safeErrorFields } from '../store/db.js';
 import { openRows, parseInputs, sealRow, type EnvelopeRow, type Opened, type PhoneInput, type Prepared, type SealingKeys } from './bulk.js';
-import { pack, unpack, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
+import { pack, unpack, unpackOpened, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
 
 /**
  * Large batches parse and seal (tokenize) or open (detokenize) on worker threads, so that one 1000-item request
@@ -104,13 +104,13 @@ export function createOffload(options: { threads: number; logger?: Logger }): Of
       const task: OpenTask = {
         tenant,
         keys: [...keys].map(([version, key]) => [version, ownCopy(key)]),
-        keyVersions: rows.map((row) => row.keyVersion),
+        keyVersions: Uint32Array.from(rows, (row) => row.keyVersion),
         tokenIds: tokenIds.data,
         tokenIdEnds: tokenIds.ends,
         envelopes: envelopes.data,
         envelopeEnds: envelopes.ends,
       };
-      return (await pool.run(task, { name: 'open' })) as Opened[];
+      return unpackOpened((await pool.run(task, { name: 'open' })) as string, rows.length);
     },
 
     close: () => pool.destroy(),

@@ -4,7 +4,7 @@ import { fingerprintNumber } from '../../src/crypto/fingerprint.js';
 import { openNumber } from '../../src/crypto/number-envelope.js';
 import { openRows, prepareRows, type SealingKeys } from '../../src/vault/bulk.js';
 import { createOffload, inlineOffload } from '../../src/vault/offload.js';
-import { pack, unpack } from '../../src/vault/offload-protocol.js';
+import { pack, packOpened, unpack, unpackOpened } from '../../src/vault/offload-protocol.js';
 import { NUMBERS } from '../helpers/numbers.js';
 
 const keys: SealingKeys = { version: 3, key: randomBytes(32), fingerprintKey: randomBytes(32) };
@@ -104,5 +104,13 @@ describe('offloaded batches', () => {
     const back = unpack(data, packed.ends);
     expect(back.map((b) => b.toString('hex'))).toEqual(buffers.map((b) => b.toString('hex')));
     expect(back[2]!.buffer).toBe(data.buffer);
+  });
+
+  it('packs opened numbers into one string and back: numbers, failed envelopes, missing keys, none at all', () => {
+    const opened = [NUMBERS.us.e164, null, undefined, NUMBERS.de.e164, undefined, null];
+    expect(unpackOpened(packOpened(opened), opened.length)).toEqual(opened);
+    expect(unpackOpened(packOpened([undefined]), 1)).toEqual([undefined]);
+    expect(unpackOpened(packOpened([]), 0)).toEqual([]);
+    expect(() => unpackOpened(packOpened(opened), opened.length + 1)).toThrow('7 opened numbers expected, got 6');
   });
 });
