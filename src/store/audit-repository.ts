@@ -99,24 +99,27 @@ export function createAuditRepository(db: Db) {
     const tenants = [...new Set(events.map((e) => e.tenant))].sort();
     const previous = new Map(tenants.map((t) => [t, heads.get(t) ?? { seq: 0, hash: GENESIS_HASH }]));
     const next = new Map(previous);
-    const chained = events.map((event) => {
+    const seqs: number[] = [];
+    const hashes: Buffer[] = [];
+    for (const event of events) {
       const head = next.get(event.tenant)!;
       const seq = head.seq + 1;
       const hash = chainHash(head.hash, seq, event);
       next.set(event.tenant, { seq, hash });
-      return { ...event, seq, hash };
-    });
+      seqs.push(seq);
+      hashes.push(hash);
+    }
     const params = [
-      chained.map((e) => e.tenant),
-      chained.map((e) => e.seq),
-      chained.map((e) => e.occurredAt.getTime()),
-      chained.map((e) => e.client),
-      chained.map((e) => e.action),
-      chained.map((e) => e.items),
-      chained.map((e) => e.outcome),
-      chained.map((e) => e.requestId),
-      chained.map((e) => e.purpose),
-      packFixed(chained.map((e) => e.hash), HASH_BYTES),
+      events.map((e) => e.tenant),
+      seqs,
+      events.map((e) => e.occurredAt.getTime()),
+      events.map((e) => e.client),
+      events.map((e) => e.action),
+      events.map((e) => e.items),
+      events.map((e) => e.outcome),
+      events.map((e) => e.requestId),
+      events.map((e) => e.purpose),
+      packFixed(hashes, HASH_BYTES),
       tenants,
       tenants.map((t) => previous.get(t)!.seq),
       packFixed(tenants.map((t) => previous.get(t)!.hash), HASH_BYTES),
