@@ -40,7 +40,8 @@ export interface AuditQuery {
 
 const HASH_BYTES = 32;
 const UNIQUE_VIOLATION = '23505';
-const GENESIS_SQL = `'\\x${GENESIS_HASH.toString('hex')}'::bytea`;
+// decode() rather than a '\x…' literal, which would read otherwise under standard_conforming_strings = off.
+const GENESIS_SQL = `decode('${GENESIS_HASH.toString('hex')}', 'hex')`;
 
 /**
  * The append, as common table expressions for a statement of one's own (its 15 parameters numbered from
