@@ -161,14 +161,14 @@ export interface SealedToken {
   country: string | null;
 }
 
+/** Why a flush's events were appended apart from its statement: it failed with them, or a head had moved. */
+export type AuditApart = 'failed' | 'moved';
+
 /**
  * The hot paths. Concurrent inserts share one multi-row INSERT and one commit, and concurrent reads one
  * SELECT, whatever their tenants (src/store/batcher.ts): each job still gets exactly its own rows back, and a
  * job's rows are always in one statement, so each request's batch is stored whole or not at all.
  */
-/** Why a flush's events were appended apart from its statement: it failed with them, or a head had moved. */
-export type AuditApart = 'failed' | 'moved';
-
 export function createTokensRepository(
   db: Db,
   options: { maxInFlight?: number; audit?: AuditRepository; onAuditApart?: (reason: AuditApart, error?: unknown) => void } = {},
