@@ -18,7 +18,10 @@ export interface ChainedEvent extends AuditEvent {
   hash: Buffer;
 }
 
-export const GENESIS_HASH = Buffer.alloc(32);
+/** A chain hash is a SHA-256 digest. */
+export const CHAIN_HASH_BYTES = 32;
+
+export const GENESIS_HASH = Buffer.alloc(CHAIN_HASH_BYTES);
 
 /** SHA-256 over the previous hash and every field, length-prefixed so that no two events encode alike. */
 export function chainHash(previous: Buffer, seq: number, event: AuditEvent): Buffer {

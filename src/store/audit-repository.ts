@@ -1,4 +1,4 @@
-import { chainHash, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
+import { CHAIN_HASH_BYTES, chainHash, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
 import { createBatcher } from './batcher.js';
 import { packedAt, packFixed } from './packed.js';
 import type { Db } from './db.js';
@@ -38,7 +38,6 @@ export interface AuditQuery {
   to?: Date | undefined;
 }
 
-const HASH_BYTES = 32;
 const UNIQUE_VIOLATION = '23505';
 // decode() rather than a '\x…' literal, which would read otherwise under standard_conforming_strings = off.
 const GENESIS_SQL = `decode('${GENESIS_HASH.toString('hex')}', 'hex')`;
@@ -61,17 +60,17 @@ export function auditAppendCtes(offset: number): string {
     audit_moved AS (
       SELECT u.tenant_id FROM unnest(${$(10)}::text[], ${$(11)}::bigint[]) WITH ORDINALITY AS u(tenant_id, seq, i)
         LEFT JOIN audit_locked h ON h.tenant_id = u.tenant_id
-      WHERE coalesce(h.seq, 0) <> u.seq OR coalesce(h.hash, ${GENESIS_SQL}) <> ${packedAt($(12), 'u.i', HASH_BYTES)}),
+      WHERE coalesce(h.seq, 0) <> u.seq OR coalesce(h.hash, ${GENESIS_SQL}) <> ${packedAt($(12), 'u.i', CHAIN_HASH_BYTES)}),
     audit_inserted AS (
       INSERT INTO audit_events (tenant_id, seq, occurred_at, client, action, items, outcome, request_id, purpose, hash)
       SELECT u.tenant_id, u.seq, timestamptz 'epoch' + u.at * interval '1 millisecond', u.client, u.action, u.items, u.outcome,
-        u.request_id, u.purpose, ${packedAt($(9), 'u.i', HASH_BYTES)}
+        u.request_id, u.purpose, ${packedAt($(9), 'u.i', CHAIN_HASH_BYTES)}
       FROM unnest(${$(0)}::text[], ${$(1)}::bigint[], ${$(2)}::bigint[], ${$(3)}::text[], ${$(4)}::text[], ${$(5)}::int[], ${$(6)}::text[], ${$(7)}::text[], ${$(8)}::text[])
         WITH ORDINALITY AS u(tenant_id, seq, at, client, action, items, outcome, request_id, purpose, i)
       WHERE NOT EXISTS (SELECT FROM audit_moved)),
     audit_advanced AS (
       INSERT INTO audit_heads (tenant_id, seq, hash)
-      SELECT u.tenant_id, u.seq, ${packedAt($(14), 'u.i', HASH_BYTES)} FROM unnest(${$(10)}::text[], ${$(13)}::bigint[]) WITH ORDINALITY AS u(tenant_id, seq, i)
+      SELECT u.tenant_id, u.seq, ${packedAt($(14), 'u.i', CHAIN_HASH_BYTES)} FROM unnest(${$(10)}::text[], ${$(13)}::bigint[]) WITH ORDINALITY AS u(tenant_id, seq, i)
       WHERE NOT EXISTS (SELECT FROM audit_moved)
       ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash),
     appended AS (SELECT coalesce(array_agg(tenant_id), '{}') AS moved FROM audit_moved)`;
@@ -120,12 +119,12 @@ export function createAuditRepository(db: Db) {
       events.map((e) => e.outcome),
       events.map((e) => e.requestId),
       events.map((e) => e.purpose),
-      packFixed(hashes, HASH_BYTES),
+      packFixed(hashes, CHAIN_HASH_BYTES),
       tenants,
       tenants.map((t) => previous.get(t)!.seq),
-      packFixed(tenants.map((t) => previous.get(t)!.hash), HASH_BYTES),
+      packFixed(tenants.map((t) => previous.get(t)!.hash), CHAIN_HASH_BYTES),
       tenants.map((t) => next.get(t)!.seq),
-      packFixed(tenants.map((t) => next.get(t)!.hash), HASH_BYTES),
+      packFixed(tenants.map((t) => next.get(t)!.hash), CHAIN_HASH_BYTES),
     ];
     return { params, next };
   }
