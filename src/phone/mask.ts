@@ -1,4 +1,4 @@
-import metadata from 'libphonenumber-js/max/metadata';
+import { metadata } from './libphonenumber.js';
 
 // ITU calling codes form a prefix code, so the first 1–3 digits that name a known code are the code.
 const { country_calling_codes: geographic, nonGeographic } = metadata as unknown as {

@@ -1,5 +1,8 @@
-import { isSupportedCountry, parsePhoneNumber, type CountryCode } from 'libphonenumber-js/max';
+import type { CountryCode } from 'libphonenumber-js/max';
 import { VaultError } from '../errors.js';
+import { libphonenumber } from './libphonenumber.js';
+
+const { isSupportedCountry, parsePhoneNumber } = libphonenumber;
 
 export type LineType =
   | 'fixed_line'
