@@ -1,8 +1,6 @@
 import type { CountryCode } from 'libphonenumber-js/max';
 import { VaultError } from '../errors.js';
-import { libphonenumber } from './libphonenumber.js';
-
-const { isSupportedCountry, parsePhoneNumber } = libphonenumber;
+import { isSupportedCountry, parseStrict } from './libphonenumber.js';
 
 export type LineType =
   | 'fixed_line'
@@ -44,7 +42,7 @@ export function parsePhone(input: string, defaultCountry?: string): ParsedPhone 
   if (input.length > MAX_PHONE_INPUT) throw new VaultError('invalid_phone', 'not a valid phone number');
   let phone;
   try {
-    phone = parsePhoneNumber(input, { defaultCountry: region, extract: false });
+    phone = parseStrict(input, region);
   } catch {
     phone = undefined;
   }
