@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { encodeAad } from '../crypto/aead.js';
+import { encodeFields } from '../crypto/aead.js';
 
 /** One audit event: who did what to how many items, with what outcome. Never a number, never a token. */
 export interface AuditEvent {
@@ -23,20 +23,36 @@ export const CHAIN_HASH_BYTES = 32;
 
 export const GENESIS_HASH = Buffer.alloc(CHAIN_HASH_BYTES);
 
-/** SHA-256 over the previous hash and every field, length-prefixed so that no two events encode alike. */
+export const CHAIN_LABEL = 'phonevault:audit:v1';
+
+// An event's hashed fields, in order, either side of its seq.
+const fieldsBeforeSeq = (event: AuditEvent) => [CHAIN_LABEL, event.tenant];
+const fieldsAfterSeq = (event: AuditEvent) => [
+  String(event.occurredAt.getTime()),
+  event.client,
+  event.action,
+  String(event.items),
+  event.outcome,
+  event.requestId ?? '',
+  event.purpose ?? '',
+];
+
+/**
+ * SHA-256 over the previous hash and every field, length-prefixed so that no two events encode alike (the
+ * label, tenant, seq, time in epoch ms, client, action, items, outcome, request id, purpose). The vault computes
+ * it when it verifies; the database when it appends, from `chainEncodingAroundSeq`.
+ */
 export function chainHash(previous: Buffer, seq: number, event: AuditEvent): Buffer {
-  const fields = encodeAad('phonevault:audit:v1', [
-    event.tenant,
-    String(seq),
-    String(event.occurredAt.getTime()),
-    event.client,
-    event.action,
-    String(event.items),
-    event.outcome,
-    event.requestId ?? '',
-    event.purpose ?? '',
-  ]);
+  const fields = encodeFields([...fieldsBeforeSeq(event), String(seq), ...fieldsAfterSeq(event)]);
   return createHash('sha256').update(previous).update(fields).digest();
+}
+
+/**
+ * The event's encoding in chainHash, cut where its seq goes: an append sends the two halves, and the database,
+ * which alone knows the seq under the head's lock, hashes previous ‖ before ‖ seq field ‖ after.
+ */
+export function chainEncodingAroundSeq(event: AuditEvent): { before: Buffer; after: Buffer } {
+  return { before: encodeFields(fieldsBeforeSeq(event)), after: encodeFields(fieldsAfterSeq(event)) };
 }
 
 export type ChainProblem =

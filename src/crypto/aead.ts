@@ -36,11 +36,16 @@ export function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer {
  * number sealed or opened and every audit event chained.
  */
 export function encodeAad(label: string, fields: Array<string | Buffer | number>): Buffer {
-  let size = 2 + Buffer.byteLength(label, 'utf8');
+  return encodeFields([label, ...fields]);
+}
+
+/** The fields alone, each as in encodeAad (which is its label, then these). */
+export function encodeFields(fields: Array<string | Buffer | number>): Buffer {
+  let size = 0;
   for (const field of fields) size += 2 + (typeof field === 'number' ? 4 : typeof field === 'string' ? Buffer.byteLength(field, 'utf8') : field.length);
   const out = Buffer.alloc(size);
   let at = 0;
-  const put = (field: string | Buffer | number) => {
+  for (const field of fields) {
     if (typeof field === 'number') {
       at = out.writeUInt16BE(4, at);
       at = out.writeUInt32BE(field, at);
@@ -52,8 +57,6 @@ export function encodeAad(label: string, fields: Array<string | Buffer | number>
       at = out.writeUInt16BE(field.length, at);
       at += field.copy(out, at);
     }
-  };
-  put(label);
-  for (const field of fields) put(field);
+  }
   return out;
 }

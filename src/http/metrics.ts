@@ -79,7 +79,7 @@ async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryption
 
   new Counter({
     name: 'phonevault_audit_appended_apart_total',
-    help: 'Flushes whose audit events were appended on their own, not in their read or insert: its statement failed, or another instance had moved a chain head',
+    help: 'Flushes whose audit events were appended on their own, not in their read or insert, because that statement failed',
     labelNames: ['reason'] as const,
     registers: [registry],
     collect() {

@@ -1,6 +1,5 @@
-import { CHAIN_HASH_BYTES, chainHash, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
+import { chainEncodingAroundSeq, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
 import { createBatcher } from './batcher.js';
-import { packedAt, packFixed } from './packed.js';
 import type { Db } from './db.js';
 
 interface EventRow {
@@ -38,155 +37,114 @@ export interface AuditQuery {
   to?: Date | undefined;
 }
 
-const UNIQUE_VIOLATION = '23505';
 // decode() rather than a '\x…' literal, which would read otherwise under standard_conforming_strings = off.
 const GENESIS_SQL = `decode('${GENESIS_HASH.toString('hex')}', 'hex')`;
 
+// chainHash (src/audit/chain.ts) in SQL, from the encodings either side of the seq that the vault sends: the seq
+// field is its decimal text, after a u16 length (big-endian). Held equal to the vault's by every test that verifies
+// a chain the database wrote, since verification recomputes each hash in the vault.
+const SEQ_TEXT = '(c.seq + 1)::text';
+const CHAINED_HASH_SQL = `sha256(c.hash || e.before_seq || substring(int4send(octet_length(${SEQ_TEXT})) FROM 3 FOR 2) || convert_to(${SEQ_TEXT}, 'UTF8') || e.after_seq)`;
+
 /**
- * The append, as common table expressions for a statement of one's own (its 15 parameters numbered from
- * `offset`, as `chain` below builds them), ending in `appended(moved)`: the tenants whose heads had moved. The
- * events were chained in the vault from the heads it last saw; here those heads are locked (in tenant order, so
- * that no two appends deadlock) and compared, and only if none moved meanwhile (another instance appended) are
- * the events inserted and the heads advanced. A tenant's first events race nobody's lock: should two instances
- * start a chain at once, the second's insert meets the first's seq 1 in the primary key and fails whole. One
- * plain statement rather than a call to migrations/003's `audit_append` (kept for instances of earlier
- * releases), whose five statements cost the database about twice the time; times travel as epoch
- * milliseconds and hashes packed, which costs the vault less to encode than timestamps and hex.
+ * The append, as common table expressions for a statement of one's own that starts `WITH RECURSIVE` (its 11
+ * parameters numbered from `offset`, as `appendParams` builds them). The tenants' chain heads are locked in
+ * tenant order (so that no two appends deadlock), the events chained from them here, in the database, inserted,
+ * and the heads advanced: whoever holds a head appends next, so instances appending to one tenant at once queue
+ * on its row and never chain from a stale head. Every tenant must already have a head row (`seedHeads`), since
+ * a missing one could not be locked; were one missing all the same, its events would chain to a null seq and the
+ * insert fail whole (NOT NULL), rather than leave them out. Data-modifying CTEs always run to completion, so a statement needs only to
+ * carry these; a plain read beside them locks the heads only after it has read (Postgres runs the append at the
+ * end), which keeps a tenant's appends queued for the append alone. One plain statement rather than a call to
+ * migrations/003's `audit_append` (kept for instances of earlier releases, which chain in the vault and compare;
+ * they and this share one hash and one lock, so the two can run side by side during an upgrade).
  */
 export function auditAppendCtes(offset: number): string {
   const $ = (n: number) => `$${offset + n}`;
   return `audit_locked AS (
-      SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY (${$(10)}::text[]) ORDER BY tenant_id FOR UPDATE),
-    audit_moved AS (
-      SELECT u.tenant_id FROM unnest(${$(10)}::text[], ${$(11)}::bigint[]) WITH ORDINALITY AS u(tenant_id, seq, i)
-        LEFT JOIN audit_locked h ON h.tenant_id = u.tenant_id
-      WHERE coalesce(h.seq, 0) <> u.seq OR coalesce(h.hash, ${GENESIS_SQL}) <> ${packedAt($(12), 'u.i', CHAIN_HASH_BYTES)}),
+      SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY (${$(8)}::text[]) ORDER BY tenant_id FOR UPDATE),
+    audit_new AS (
+      SELECT u.*, row_number() OVER (PARTITION BY u.tenant_id ORDER BY u.i) AS k
+      FROM unnest(${$(0)}::text[], ${$(1)}::bigint[], ${$(2)}::text[], ${$(3)}::text[], ${$(4)}::int[], ${$(5)}::text[], ${$(6)}::text[], ${$(7)}::text[],
+          ${$(9)}::bytea[], ${$(10)}::bytea[])
+        WITH ORDINALITY AS u(tenant_id, at, client, action, items, outcome, request_id, purpose, before_seq, after_seq, i)),
+    audit_chained (tenant_id, k, seq, hash) AS (
+      SELECT t.tenant_id, 0::bigint, h.seq, h.hash FROM unnest(${$(8)}::text[]) AS t(tenant_id) LEFT JOIN audit_locked h USING (tenant_id)
+      UNION ALL
+      SELECT c.tenant_id, c.k + 1, c.seq + 1, ${CHAINED_HASH_SQL}
+      FROM audit_chained c JOIN audit_new e ON e.tenant_id = c.tenant_id AND e.k = c.k + 1),
     audit_inserted AS (
       INSERT INTO audit_events (tenant_id, seq, occurred_at, client, action, items, outcome, request_id, purpose, hash)
-      SELECT u.tenant_id, u.seq, timestamptz 'epoch' + u.at * interval '1 millisecond', u.client, u.action, u.items, u.outcome,
-        u.request_id, u.purpose, ${packedAt($(9), 'u.i', CHAIN_HASH_BYTES)}
-      FROM unnest(${$(0)}::text[], ${$(1)}::bigint[], ${$(2)}::bigint[], ${$(3)}::text[], ${$(4)}::text[], ${$(5)}::int[], ${$(6)}::text[], ${$(7)}::text[], ${$(8)}::text[])
-        WITH ORDINALITY AS u(tenant_id, seq, at, client, action, items, outcome, request_id, purpose, i)
-      WHERE NOT EXISTS (SELECT FROM audit_moved)),
+      SELECT e.tenant_id, c.seq, timestamptz 'epoch' + e.at * interval '1 millisecond', e.client, e.action, e.items, e.outcome,
+        e.request_id, e.purpose, c.hash
+      FROM audit_new e JOIN audit_chained c ON c.tenant_id = e.tenant_id AND c.k = e.k),
     audit_advanced AS (
-      INSERT INTO audit_heads (tenant_id, seq, hash)
-      SELECT u.tenant_id, u.seq, ${packedAt($(14), 'u.i', CHAIN_HASH_BYTES)} FROM unnest(${$(10)}::text[], ${$(13)}::bigint[]) WITH ORDINALITY AS u(tenant_id, seq, i)
-      WHERE NOT EXISTS (SELECT FROM audit_moved)
-      ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash),
-    appended AS (SELECT coalesce(array_agg(tenant_id), '{}') AS moved FROM audit_moved)`;
+      UPDATE audit_heads h SET seq = c.seq, hash = c.hash
+      FROM (SELECT DISTINCT ON (tenant_id) tenant_id, seq, hash FROM audit_chained ORDER BY tenant_id, k DESC) c
+      WHERE h.tenant_id = c.tenant_id AND c.seq > h.seq)`;
 }
 
 /**
- * Appends events to each tenant's hash chain. Concurrent appends share one transaction (src/store/batcher.ts):
- * the tenants' chain heads are locked, the new events chained in order, inserted, and the heads moved on, so
- * that instances appending to one tenant at once still build a single chain.
+ * The append's 11 parameters for these events (auditAppendCtes): their fields, the tenants in order, then each
+ * event's hashed encoding either side of its seq.
+ */
+export function appendParams(events: AuditEvent[]): unknown[] {
+  const encodings = events.map(chainEncodingAroundSeq);
+  return [
+    events.map((e) => e.tenant),
+    events.map((e) => e.occurredAt.getTime()),
+    events.map((e) => e.client),
+    events.map((e) => e.action),
+    events.map((e) => e.items),
+    events.map((e) => e.outcome),
+    events.map((e) => e.requestId),
+    events.map((e) => e.purpose),
+    [...new Set(events.map((e) => e.tenant))].sort(),
+    encodings.map((e) => e.before),
+    encodings.map((e) => e.after),
+  ];
+}
+
+/**
+ * Appends events to each tenant's hash chain. Concurrent appends share one statement (src/store/batcher.ts);
+ * the chaining itself happens under the heads' locks in the database (auditAppendCtes), so that any number of
+ * instances appending to one tenant build a single chain.
  */
 export function createAuditRepository(db: Db) {
-  // The chain heads as this instance last wrote or read them (see `exclusively` below).
-  const heads = new Map<string, { seq: number; hash: Buffer }>();
+  // Tenants known to have a head row: each is seeded once (at seq 0, the genesis hash) before its first append.
+  const seeded = new Set<string>();
+  const MAX_SEEDED = 100_000;
 
-  async function reloadHeads(tenants: string[]): Promise<void> {
-    const result = await db.query<{ tenant_id: string; seq: string; hash: Buffer }>(
-      'SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY($1::text[])',
-      [tenants],
+  async function seedHeads(events: AuditEvent[]): Promise<void> {
+    const missing = [...new Set(events.map((e) => e.tenant))].filter((tenant) => !seeded.has(tenant));
+    if (missing.length === 0) return;
+    // From the tenant's last event when it has any (a head row that went missing resumes where the chain ends).
+    await db.query(
+      `INSERT INTO audit_heads (tenant_id, seq, hash)
+       SELECT t, coalesce(last.seq, 0), coalesce(last.hash, ${GENESIS_SQL}) FROM unnest($1::text[]) t
+         LEFT JOIN LATERAL (SELECT seq, hash FROM audit_events WHERE tenant_id = t ORDER BY seq DESC LIMIT 1) last ON true
+       ON CONFLICT (tenant_id) DO NOTHING`,
+      [missing],
     );
-    for (const tenant of tenants) heads.delete(tenant);
-    for (const row of result.rows) heads.set(row.tenant_id, { seq: Number(row.seq), hash: row.hash });
+    if (seeded.size + missing.length > MAX_SEEDED) seeded.clear();
+    for (const tenant of missing) seeded.add(tenant);
   }
 
-  /** The events chained from the known heads, as the append's 15 parameters, and the heads they lead to. */
-  function chain(events: AuditEvent[]): { params: unknown[]; next: Map<string, { seq: number; hash: Buffer }> } {
-    const tenants = [...new Set(events.map((e) => e.tenant))].sort();
-    const previous = new Map(tenants.map((t) => [t, heads.get(t) ?? { seq: 0, hash: GENESIS_HASH }]));
-    const next = new Map(previous);
-    const seqs: number[] = [];
-    const hashes: Buffer[] = [];
-    for (const event of events) {
-      const head = next.get(event.tenant)!;
-      const seq = head.seq + 1;
-      const hash = chainHash(head.hash, seq, event);
-      next.set(event.tenant, { seq, hash });
-      seqs.push(seq);
-      hashes.push(hash);
-    }
-    const params = [
-      events.map((e) => e.tenant),
-      seqs,
-      events.map((e) => e.occurredAt.getTime()),
-      events.map((e) => e.client),
-      events.map((e) => e.action),
-      events.map((e) => e.items),
-      events.map((e) => e.outcome),
-      events.map((e) => e.requestId),
-      events.map((e) => e.purpose),
-      packFixed(hashes, CHAIN_HASH_BYTES),
-      tenants,
-      tenants.map((t) => previous.get(t)!.seq),
-      packFixed(tenants.map((t) => previous.get(t)!.hash), CHAIN_HASH_BYTES),
-      tenants.map((t) => next.get(t)!.seq),
-      packFixed(tenants.map((t) => next.get(t)!.hash), CHAIN_HASH_BYTES),
-    ];
-    return { params, next };
-  }
-
-  /**
-   * One append at a time per tenant chain in this instance (the batch below, or a read or insert carrying its
-   * events), so that this instance never races itself; appends to other tenants' chains go on meanwhile. A head
-   * another instance moved is caught by the append (auditAppendCtes), re-read, and chained again.
-   * A flush queues for all of its tenants at once, synchronously, so no two flushes can wait for each other.
-   */
-  const tails = new Map<string, Promise<unknown>>();
-  function exclusively<T>(events: AuditEvent[], fn: () => Promise<T>): Promise<T> {
-    const tenants = [...new Set(events.map((event) => event.tenant))];
-    const run = Promise.all(tenants.map((tenant) => tails.get(tenant))).then(fn);
-    const settled = run.catch(() => undefined);
-    for (const tenant of tenants) tails.set(tenant, settled);
-    void settled.then(() => {
-      for (const tenant of tenants) if (tails.get(tenant) === settled) tails.delete(tenant);
-    });
-    return run;
-  }
-
-  /** Runs a statement that appends the chained events; moves the heads if it appended. */
-  async function chainedRun<T>(events: AuditEvent[], run: (params: unknown[]) => Promise<{ moved: string[]; value: T }>): Promise<{ moved: string[]; value: T }> {
-    const { params, next } = chain(events);
-    let outcome;
+  /** Runs a statement carrying these events' append; should it fail, their heads are seeded again next time. */
+  async function appending<T>(events: AuditEvent[], run: (params: unknown[]) => Promise<T>): Promise<T> {
+    await seedHeads(events);
     try {
-      outcome = await run(params);
+      return await run(appendParams(events));
     } catch (error) {
-      for (const tenant of next.keys()) heads.delete(tenant);
+      for (const event of events) seeded.delete(event.tenant);
       throw error;
     }
-    if (outcome.moved.length === 0) for (const [tenant, head] of next) heads.set(tenant, head);
-    return outcome;
-  }
-
-  const appendOnce = (events: AuditEvent[]) =>
-    chainedRun(events, async (params) => {
-      const result = await db.query<{ moved: string[] }>(`WITH ${auditAppendCtes(1)} SELECT moved FROM appended`, params, { prepare: 'phonevault_audit_append' });
-      return { moved: result.rows[0]?.moved ?? [], value: undefined };
-    });
-
-  async function appendUntilChained(events: AuditEvent[]): Promise<void> {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      let moved: string[];
-      try {
-        ({ moved } = await appendOnce(events));
-      } catch (error) {
-        // Another instance started one of these chains at the same moment (auditAppendCtes): read it, go on from it.
-        if ((error as { code?: unknown }).code !== UNIQUE_VIOLATION) throw error;
-        moved = [...new Set(events.map((event) => event.tenant))];
-      }
-      if (moved.length === 0) return;
-      await reloadHeads(moved);
-    }
-    throw new Error('audit chain heads kept moving');
   }
 
   const appendBatch = createBatcher<AuditEvent[], void>(
     async (jobs) => {
       const events = jobs.flat();
-      await exclusively(events, () => appendUntilChained(events));
+      await appending(events, (params) => db.query(`WITH RECURSIVE ${auditAppendCtes(1)} SELECT 1`, params, { prepare: 'phonevault_audit_append_chained' }));
       return jobs.map(() => undefined);
     },
     (job) => job.length,
@@ -199,17 +157,10 @@ export function createAuditRepository(db: Db) {
 
     /**
      * Runs `run` with the append's parameters for these events: a statement of the caller's that also holds
-     * `auditAppendCtes(offset)` and answers its `moved`, so that the events are committed with the
-     * statement's own work in one round trip. `appended` is false when another instance had moved a head
-     * meanwhile: the statement's work stands, but the events were not written and must be appended anew.
+     * `auditAppendCtes(offset)`, so that the events are committed with the statement's own work in one round trip
+     * and one commit, or not at all.
      */
-    appendWith<T>(events: AuditEvent[], run: (params: unknown[]) => Promise<{ moved: string[]; value: T }>): Promise<{ value: T; appended: boolean }> {
-      return exclusively(events, async () => {
-        const { moved, value } = await chainedRun(events, run);
-        if (moved.length > 0) await reloadHeads(moved);
-        return { value, appended: moved.length === 0 };
-      });
-    },
+    appendWith: appending,
 
     async list(tenant: string, query: AuditQuery): Promise<ChainedEvent[]> {
       const result = await db.query<EventRow>(

@@ -74,7 +74,7 @@ const key = (tenant: string, id: Buffer) => `${tenant}\u0000${id.toString('latin
  * it); $5 the fingerprints, 32 bytes apiece. Measured against bytea[] arrays (hex-encoded by the driver, parsed
  * back element by element by the server), a 1000-row insert takes about a fifth less time.
  */
-const INSERT_TOKENS_SQL = `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type, expires_at)
+const insertTokensSql = (where = '') => `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type, expires_at)
   SELECT u.tenant_id,
     ${packedAt('$2', 'u.i', TOKEN_ID_BYTES)},
     u.key_version,
@@ -82,17 +82,21 @@ const INSERT_TOKENS_SQL = `INSERT INTO tokens (tenant_id, token_id, key_version,
     ${packedAt('$5', 'u.i', FINGERPRINT_BYTES)},
     u.deterministic, u.country, u.line_type, u.expires_at
   FROM unnest($1::text[], $3::int[], $6::bool[], $7::text[], $8::text[], $9::timestamptz[])
-    WITH ORDINALITY AS u(tenant_id, key_version, deterministic, country, line_type, expires_at, i)
+    WITH ORDINALITY AS u(tenant_id, key_version, deterministic, country, line_type, expires_at, i)${where}
   ON CONFLICT (tenant_id, fingerprint) WHERE deterministic DO NOTHING
   RETURNING tenant_id, token_id`;
+const INSERT_TOKENS_SQL = insertTokensSql();
 
 /**
  * The same insert with audit events appended in the same statement ($11… are the append's parameters). The
- * insert comes first so that the statement reads as what it is in pg_stat_activity, which keeps only the start.
+ * tenants' chain heads are locked before any row goes in (the scalar subquery is evaluated first): a flush that
+ * meets another's uncommitted deterministic row waits for it while holding no head, so that two instances'
+ * flushes can never hold what the other waits for. The insert comes first in the text so that the statement reads
+ * as what it is in pg_stat_activity, which keeps only the start.
  */
-const INSERT_TOKENS_AUDITED_SQL = `WITH inserted AS (${INSERT_TOKENS_SQL}),
+const INSERT_TOKENS_AUDITED_SQL = `WITH RECURSIVE inserted AS (${insertTokensSql('\n  WHERE (SELECT count(*) FROM audit_locked) >= 0')}),
   ${auditAppendCtes(11)}
-  SELECT a.moved, i.tenant_id, i.token_id FROM appended a LEFT JOIN inserted i ON true`;
+  SELECT tenant_id, token_id FROM inserted`;
 
 interface InsertedRow {
   tenant_id: string | null;
@@ -125,11 +129,11 @@ export const READ_SEALED_SQL = `SELECT string_agg(
 
 /**
  * The same read with audit events appended in the same statement ($3… are the append's parameters): one
- * round trip and one commit for both, and the events are durable before any number is answered. The append
- * runs once (data-modifying CTEs always do), and the statement answers one row, whether or not any token is found.
+ * round trip and one commit for both, and the events are durable before any number is answered. Postgres runs the
+ * append after the read, so a tenant's head is held only for the append, not for the read before it.
  */
-export const READ_SEALED_AUDITED_SQL = `WITH ${auditAppendCtes(3)}
-  SELECT a.moved, r.packed FROM appended a CROSS JOIN LATERAL (${READ_SEALED_SQL}) r`;
+export const READ_SEALED_AUDITED_SQL = `WITH RECURSIVE ${auditAppendCtes(3)}
+  ${READ_SEALED_SQL}`;
 
 /** Calls `row` for each row of READ_SEALED_SQL's packed answer; envelopes are views of `packed`. */
 export function unpackSealed(packed: Buffer | null, row: (position: number, keyVersion: number, country: string | null, envelope: Buffer) => void): void {
@@ -161,8 +165,8 @@ export interface SealedToken {
   country: string | null;
 }
 
-/** Why a flush's events were appended apart from its statement: it failed with them, or a head had moved. */
-export type AuditApart = 'failed' | 'moved';
+/** Why a flush's events were appended apart from its statement: it failed with them. */
+export type AuditApart = 'failed';
 
 /**
  * The hot paths. Concurrent inserts share one multi-row INSERT and one commit, and concurrent reads one
@@ -179,25 +183,19 @@ export function createTokensRepository(
   /**
    * Runs a flush's statement with its requests' success events appended in the same statement (one round trip,
    * one commit). Should that fail for any reason but an unreachable database, the plain statement runs instead,
-   * and the events are left to the answer's own path (src/http/audit.ts), as they are when another instance
-   * moved a chain head meanwhile: a bad row and an audit trail that cannot be written fail exactly as apart.
+   * and the events are left to the answer's own path (src/http/audit.ts): a bad row and an audit trail that
+   * cannot be written fail exactly as apart.
    */
   async function withEvents(events: AuditEvent[], auditedSql: string, plainSql: string, params: unknown[], name: string) {
     if (events.length > 0 && options.audit) {
-      let outcome;
       try {
-        outcome = await options.audit.appendWith(events, async (appendParams) => {
-          const result = await db.query<{ moved: string[] }>(auditedSql, [...params, ...appendParams], { prepare: `${name}_audited` });
-          return { moved: result.rows[0]?.moved ?? [], value: result.rows as unknown[] };
+        const rows = await options.audit.appendWith(events, async (appendParams) => {
+          return (await db.query(auditedSql, [...params, ...appendParams], { prepare: `${name}_audited` })).rows as unknown[];
         });
+        return { value: rows, recorded: true };
       } catch (error) {
         if (error instanceof StorageUnavailableError) throw error;
         options.onAuditApart?.('failed', error);
-      }
-      // Committed either way; when another instance had moved a chain head, without the events.
-      if (outcome) {
-        if (!outcome.appended) options.onAuditApart?.('moved');
-        return { value: outcome.value, recorded: outcome.appended };
       }
     }
     return { value: (await db.query(plainSql, params, { prepare: name })).rows as unknown[], recorded: false };

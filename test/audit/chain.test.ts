@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { chainHash, GENESIS_HASH, verifyChain, type AuditEvent, type ChainedEvent } from '../../src/audit/chain.js';
+import { chainEncodingAroundSeq, chainHash, GENESIS_HASH, verifyChain, type AuditEvent, type ChainedEvent } from '../../src/audit/chain.js';
 
 function chain(n: number): ChainedEvent[] {
   const events: ChainedEvent[] = [];
@@ -16,6 +17,24 @@ const genesis = { seq: 0, hash: GENESIS_HASH };
 const headOf = (events: ChainedEvent[]) => ({ seq: events.at(-1)!.seq, hash: events.at(-1)!.hash });
 
 describe('audit hash chain', () => {
+  it('hashes exactly as chains already stored were hashed (pinned vectors)', () => {
+    const event: AuditEvent = { tenant: 'acme', client: 'svc-ü', action: 'detokenize', items: 3, outcome: 'ok', requestId: 'r-1', purpose: null, occurredAt: new Date(1_700_000_000_123) };
+    expect(chainHash(GENESIS_HASH, 1, event).toString('hex')).toBe('c53bba2ad3eda3b1c6384a4107990ba988d162add49411e3539c3a4e5ef31fe4');
+    expect(chainHash(Buffer.alloc(32, 7), 12345, { ...event, purpose: 'ticket 9', requestId: null }).toString('hex')).toBe(
+      '954d8b5041eacaa76c15735d8e3f3ed827f825a0023366a8b17afcf7dea6f753',
+    );
+  });
+
+  it('gives the database the encoding either side of the seq, which with the seq field hashes as chainHash', () => {
+    const event: AuditEvent = { tenant: 'δ', client: 'c', action: 'lookup', items: 0, outcome: 'not_found', requestId: null, purpose: 'p', occurredAt: new Date(0) };
+    for (const seq of [1, 9, 10, 12345, 2 ** 40]) {
+      const { before, after } = chainEncodingAroundSeq(event);
+      const seqField = Buffer.concat([Buffer.from([0, String(seq).length]), Buffer.from(String(seq))]);
+      const hash = createHash('sha256').update(Buffer.alloc(32, 1)).update(before).update(seqField).update(after).digest();
+      expect(hash).toEqual(chainHash(Buffer.alloc(32, 1), seq, event));
+    }
+  });
+
   it('verifies an intact chain', () => {
     const events = chain(20);
     expect(verifyChain(events, genesis, headOf(events))).toBeNull();

@@ -158,8 +158,8 @@ describe('audit trail', () => {
   });
 
   it('keeps one chain per tenant while two instances answer reads that carry their events', async () => {
-    // Two vaults on one database: each read commits its event in the read's own statement; whenever the other
-    // instance moved the head meanwhile, the event is appended again on its own, before the answer.
+    // Two vaults on one database: each read commits its event in the read's own statement, chained in the
+    // database from whatever the other instance appended last.
     const other = await database.app();
     try {
       const headers = bearer({ sub: 'pair', tenant: 'umbrella', scope: 'tokenize detokenize' });
