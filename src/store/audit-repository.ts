@@ -40,55 +40,71 @@ export interface AuditQuery {
 // decode() rather than a '\x…' literal, which would read otherwise under standard_conforming_strings = off.
 const GENESIS_SQL = `decode('${GENESIS_HASH.toString('hex')}', 'hex')`;
 
-// chainHash (src/audit/chain.ts) in SQL, from the encodings either side of the seq that the vault sends: the seq
-// field is its decimal text, after a u16 length (big-endian). Held equal to the vault's by every test that verifies
-// a chain the database wrote, since verification recomputes each hash in the vault.
-const SEQ_TEXT = '(c.seq + 1)::text';
-const CHAINED_HASH_SQL = `sha256(c.hash || e.before_seq || substring(int4send(octet_length(${SEQ_TEXT})) FROM 3 FOR 2) || convert_to(${SEQ_TEXT}, 'UTF8') || e.after_seq)`;
+// chainHash (src/audit/chain.ts) in SQL, from the encodings either side of the seq that the vault sends (the
+// `pos`th of $before and $after): the seq field is its decimal text after a u16 length (big-endian). Held equal to
+// the vault's by every test that verifies a chain the database wrote, since verification recomputes each hash.
+const chainedHashSql = (before: string, after: string, pos: string, seq: string) =>
+  `sha256(hash || (${before}::bytea[])[${pos}] || substring(int4send(octet_length((${seq})::text)) FROM 3 FOR 2) || convert_to((${seq})::text, 'UTF8') || (${after}::bytea[])[${pos}])`;
 
 /**
- * The append, as common table expressions for a statement of one's own that starts `WITH RECURSIVE` (its 11
+ * The append, as common table expressions for a statement of one's own that starts `WITH RECURSIVE` (its 13
  * parameters numbered from `offset`, as `appendParams` builds them). The tenants' chain heads are locked in
  * tenant order (so that no two appends deadlock), the events chained from them here, in the database, inserted,
  * and the heads advanced: whoever holds a head appends next, so instances appending to one tenant at once queue
- * on its row and never chain from a stale head. Every tenant must already have a head row (`seedHeads`), since
- * a missing one could not be locked; were one missing all the same, its events would chain to a null seq and the
- * insert fail whole (NOT NULL), rather than leave them out. Data-modifying CTEs always run to completion, so a statement needs only to
- * carry these; a plain read beside them locks the heads only after it has read (Postgres runs the append at the
- * end), which keeps a tenant's appends queued for the append alone. One plain statement rather than a call to
- * migrations/003's `audit_append` (kept for instances of earlier releases, which chain in the vault and compare;
- * they and this share one hash and one lock, so the two can run side by side during an upgrade).
+ * on its row and never chain from a stale head. Each tenant's events are consecutive in the parameters (from
+ * `first`, `n` of them), so the recursion steps through them by position, with no join. Every tenant must
+ * already have a head row (`seedHeads`), since a missing one could not be locked; were one missing all the same,
+ * its events would chain to a null seq and the insert fail whole (NOT NULL), rather than leave them out.
+ * Data-modifying CTEs always run to completion, so a statement needs only to carry these; a plain read beside
+ * them locks the heads only after it has read (Postgres runs the append at the end), which keeps a tenant's
+ * appends queued for the append alone. Meant for the generic plan (src/store/db.ts runs prepared statements so).
+ * One plain statement rather than a call to migrations/003's `audit_append` (kept for instances of earlier
+ * releases, which chain in the vault and compare; they and this share one hash and one lock, so the two can
+ * run side by side during an upgrade).
  */
 export function auditAppendCtes(offset: number): string {
   const $ = (n: number) => `$${offset + n}`;
   return `audit_locked AS (
       SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY (${$(8)}::text[]) ORDER BY tenant_id FOR UPDATE),
-    audit_new AS (
-      SELECT u.*, row_number() OVER (PARTITION BY u.tenant_id ORDER BY u.i) AS k
-      FROM unnest(${$(0)}::text[], ${$(1)}::bigint[], ${$(2)}::text[], ${$(3)}::text[], ${$(4)}::int[], ${$(5)}::text[], ${$(6)}::text[], ${$(7)}::text[],
-          ${$(9)}::bytea[], ${$(10)}::bytea[])
-        WITH ORDINALITY AS u(tenant_id, at, client, action, items, outcome, request_id, purpose, before_seq, after_seq, i)),
-    audit_chained (tenant_id, k, seq, hash) AS (
-      SELECT t.tenant_id, 0::bigint, h.seq, h.hash FROM unnest(${$(8)}::text[]) AS t(tenant_id) LEFT JOIN audit_locked h USING (tenant_id)
+    audit_chained (tenant_id, first, n, k, seq, hash) AS (
+      SELECT t.tenant_id, t.first, t.n, 0, h.seq, h.hash
+      FROM unnest(${$(8)}::text[], ${$(9)}::int[], ${$(10)}::int[]) AS t(tenant_id, first, n) LEFT JOIN audit_locked h USING (tenant_id)
       UNION ALL
-      SELECT c.tenant_id, c.k + 1, c.seq + 1, ${CHAINED_HASH_SQL}
-      FROM audit_chained c JOIN audit_new e ON e.tenant_id = c.tenant_id AND e.k = c.k + 1),
+      SELECT tenant_id, first, n, k + 1, seq + 1, ${chainedHashSql($(11), $(12), 'first + k', 'seq + 1')}
+      FROM audit_chained WHERE k < n),
     audit_inserted AS (
       INSERT INTO audit_events (tenant_id, seq, occurred_at, client, action, items, outcome, request_id, purpose, hash)
       SELECT e.tenant_id, c.seq, timestamptz 'epoch' + e.at * interval '1 millisecond', e.client, e.action, e.items, e.outcome,
         e.request_id, e.purpose, c.hash
-      FROM audit_new e JOIN audit_chained c ON c.tenant_id = e.tenant_id AND c.k = e.k),
+      FROM unnest(${$(0)}::text[], ${$(1)}::bigint[], ${$(2)}::text[], ${$(3)}::text[], ${$(4)}::int[], ${$(5)}::text[], ${$(6)}::text[], ${$(7)}::text[])
+          WITH ORDINALITY AS e(tenant_id, at, client, action, items, outcome, request_id, purpose, i)
+        JOIN audit_chained c ON c.k > 0 AND e.i = c.first + c.k - 1),
     audit_advanced AS (
       UPDATE audit_heads h SET seq = c.seq, hash = c.hash
-      FROM (SELECT DISTINCT ON (tenant_id) tenant_id, seq, hash FROM audit_chained ORDER BY tenant_id, k DESC) c
-      WHERE h.tenant_id = c.tenant_id AND c.seq > h.seq)`;
+      FROM audit_chained c WHERE h.tenant_id = c.tenant_id AND c.k = c.n AND c.n > 0)`;
 }
 
 /**
- * The append's 11 parameters for these events (auditAppendCtes): their fields, the tenants in order, then each
- * event's hashed encoding either side of its seq.
+ * The append's 13 parameters for these events (auditAppendCtes): their fields, grouped by tenant (each tenant's
+ * in their order); the tenants in order, where each one's events start and how many; then each event's hashed
+ * encoding either side of its seq.
  */
-export function appendParams(events: AuditEvent[]): unknown[] {
+export function appendParams(unordered: AuditEvent[]): unknown[] {
+  const byTenant = new Map<string, AuditEvent[]>();
+  for (const event of unordered) {
+    const own = byTenant.get(event.tenant);
+    if (own) own.push(event);
+    else byTenant.set(event.tenant, [event]);
+  }
+  const tenants = [...byTenant.keys()].sort();
+  const events = tenants.flatMap((tenant) => byTenant.get(tenant)!);
+  const counts = tenants.map((tenant) => byTenant.get(tenant)!.length);
+  const firsts: number[] = [];
+  let next = 1;
+  for (const count of counts) {
+    firsts.push(next);
+    next += count;
+  }
   const encodings = events.map(chainEncodingAroundSeq);
   return [
     events.map((e) => e.tenant),
@@ -99,7 +115,9 @@ export function appendParams(events: AuditEvent[]): unknown[] {
     events.map((e) => e.outcome),
     events.map((e) => e.requestId),
     events.map((e) => e.purpose),
-    [...new Set(events.map((e) => e.tenant))].sort(),
+    tenants,
+    firsts,
+    counts,
     encodings.map((e) => e.before),
     encodings.map((e) => e.after),
   ];

@@ -69,20 +69,32 @@ export function safeErrorFields(error: unknown): { type: string; code?: string }
 
 export function createPgDb(options: PgDbOptions): Db {
   const statementTimeout = options.statementTimeoutMs ?? 5_000;
-  const pool = new pg.Pool({
-    connectionString: options.connectionString,
-    max: options.max ?? 20,
-    // A database that does not answer fails requests (503) within about a second rather than holding them.
-    connectionTimeoutMillis: 1_000,
-    idleTimeoutMillis: 30_000,
-    statement_timeout: statementTimeout,
-    query_timeout: statementTimeout + 1_000,
-    idle_in_transaction_session_timeout: 10_000,
-    application_name: 'phonevault',
-    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
-  });
-  // An idle connection that drops must not crash the process; the next query reconnects.
-  pool.on('error', (error) => options.logger?.warn({ err: safeErrorFields(error) }, 'idle database connection lost'));
+  const createPool = (settings: string[]) => {
+    const created = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.max ?? 20,
+      // A database that does not answer fails requests (503) within about a second rather than holding them.
+      connectionTimeoutMillis: 1_000,
+      idleTimeoutMillis: 30_000,
+      statement_timeout: statementTimeout,
+      query_timeout: statementTimeout + 1_000,
+      idle_in_transaction_session_timeout: 10_000,
+      application_name: 'phonevault',
+      ...(settings.length > 0 ? { options: settings.join(' ') } : {}),
+    });
+    // An idle connection that drops must not crash the process; the next query reconnects.
+    created.on('error', (error) => options.logger?.warn({ err: safeErrorFields(error) }, 'idle database connection lost'));
+    return created;
+  };
+  const schema = options.schema ? [`-c search_path=${options.schema}`] : [];
+  const pool = createPool(schema);
+  // The hot paths' prepared statements run on connections of their own that always use the generic plan: they are
+  // written to need no per-call planning (their reads probe by key whatever the estimates), and left to choose,
+  // Postgres kept re-planning the audited read on every call — Postgres CPU per audited read ~47 µs, against ~27
+  // with the generic plan (24-read flushes, in-process). Every other query keeps the default choice.
+  let preparedPool: pg.Pool | null = null;
+  const prepared = () => (preparedPool ??= createPool([...schema, '-c plan_cache_mode=force_generic_plan']));
+  const pools = () => (preparedPool ? [pool, preparedPool] : [pool]);
 
   const query = async <R>(runner: pg.Pool | pg.PoolClient, text: string, values?: unknown[], options?: QueryOptions) => {
     try {
@@ -94,7 +106,7 @@ export function createPgDb(options: PgDbOptions): Db {
   };
 
   return {
-    query: (text, values, options) => query(pool, text, values, options),
+    query: (text, values, options) => query(options?.prepare ? prepared() : pool, text, values, options),
     async transact(fn) {
       const client = await pool.connect().catch((error: unknown) => {
         throw classifyDriverError(error);
@@ -111,7 +123,14 @@ export function createPgDb(options: PgDbOptions): Db {
         client.release();
       }
     },
-    stats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
-    close: () => pool.end(),
+    stats: () =>
+      pools().reduce((sum, each) => ({ total: sum.total + each.totalCount, idle: sum.idle + each.idleCount, waiting: sum.waiting + each.waitingCount }), {
+        total: 0,
+        idle: 0,
+        waiting: 0,
+      }),
+    close: async () => {
+      await Promise.all(pools().map((each) => each.end()));
+    },
   };
 }

@@ -36,17 +36,23 @@ describe('the detokenize read', () => {
     await testDb.db.query('ANALYZE tokens');
     await fill(21, 60_000, 'acme');
     const ids = Array.from({ length: 1000 }, (_, i) => idOf(i * 50 + 1, 'acme'));
-    // The plain read, and the read that carries audit events (explained only: nothing is appended).
-    const noEvents = [[], [], [], [], [], [], [], [], [], [], []];
-    for (const [sql, extra] of [
-      [READ_SEALED_SQL, []],
-      [READ_SEALED_AUDITED_SQL, noEvents],
+    // The plain read, and the read that carries audit events (explained only: nothing is appended), each as
+    // planned for these values and as the generic plan the vault's prepared statements run (src/store/db.ts).
+    const noEvents = [[], [], [], [], [], [], [], [], [], [], [], [], []];
+    for (const [sql, extra, planCacheMode] of [
+      [READ_SEALED_SQL, [], 'auto'],
+      [READ_SEALED_AUDITED_SQL, noEvents, 'auto'],
+      [READ_SEALED_SQL, [], 'force_generic_plan'],
+      [READ_SEALED_AUDITED_SQL, noEvents, 'force_generic_plan'],
     ] as const) {
-      const explained = await testDb.db.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${sql}`, [
-        ids.map(() => 'acme'),
-        Buffer.concat(ids),
-        ...extra,
-      ]);
+      const explained = await testDb.db.transact(async (tx) => {
+        await tx.query(`SET LOCAL plan_cache_mode = ${planCacheMode}`);
+        return tx.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${sql}`, [
+          ids.map(() => 'acme'),
+          Buffer.concat(ids),
+          ...extra,
+        ]);
+      });
       // The tokens table is read only by index, and each lookup sits under a nested loop over the ids (the
       // audit append's own joins, over a handful of events, are not this test's business).
       const reads = nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan).filter(({ node }) => node['Relation Name'] === 'tokens');
