@@ -86,7 +86,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
       sendProblem(reply, 'unavailable', 'the vault is overloaded; retry shortly');
     },
   });
-  await app.register(metrics, { db: deps.db, keyMaxEncryptions: config.keyMaxEncryptions, auditApart: vaultDeps.auditApart });
+  await app.register(metrics, { db: deps.db, keyMaxEncryptions: config.keyMaxEncryptions, auditAppendedApart: vaultDeps.auditAppendedApart });
   await app.register(auth, { jwt: config.jwt });
   await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
   await app.register(guard);

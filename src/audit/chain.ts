@@ -19,7 +19,7 @@ export interface ChainedEvent extends AuditEvent {
 }
 
 /** A chain hash is a SHA-256 digest. */
-export const CHAIN_HASH_BYTES = 32;
+const CHAIN_HASH_BYTES = 32;
 
 export const GENESIS_HASH = Buffer.alloc(CHAIN_HASH_BYTES);
 

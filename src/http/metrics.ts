@@ -39,7 +39,7 @@ function createMetrics(registry: Registry) {
   };
 }
 
-async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryptions: number; auditApart?: () => Readonly<Record<string, number>> }) {
+async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryptions: number; auditAppendedApart?: () => number }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'phonevault_' });
   app.decorate('metrics', createMetrics(registry));
@@ -84,7 +84,7 @@ async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryption
     registers: [registry],
     collect() {
       this.reset();
-      for (const [reason, count] of Object.entries(options.auditApart?.() ?? {})) this.inc({ reason }, count);
+      this.inc({ reason: 'failed' }, options.auditAppendedApart?.() ?? 0);
     },
   });
 

@@ -99,8 +99,8 @@ const INSERT_TOKENS_AUDITED_SQL = `WITH RECURSIVE inserted AS (${insertTokensSql
   SELECT tenant_id, token_id FROM inserted`;
 
 interface InsertedRow {
-  tenant_id: string | null;
-  token_id: Buffer | null;
+  tenant_id: string;
+  token_id: Buffer;
 }
 
 /**
@@ -165,9 +165,6 @@ export interface SealedToken {
   country: string | null;
 }
 
-/** Why a flush's events were appended apart from its statement: it failed with them. */
-export type AuditApart = 'failed';
-
 /**
  * The hot paths. Concurrent inserts share one multi-row INSERT and one commit, and concurrent reads one
  * SELECT, whatever their tenants (src/store/batcher.ts): each job still gets exactly its own rows back, and a
@@ -175,7 +172,7 @@ export type AuditApart = 'failed';
  */
 export function createTokensRepository(
   db: Db,
-  options: { maxInFlight?: number; audit?: AuditRepository; onAuditApart?: (reason: AuditApart, error?: unknown) => void } = {},
+  options: { maxInFlight?: number; audit?: AuditRepository; onAuditApart?: (error: unknown) => void } = {},
 ) {
   // Measured on 2 cores: one flush in flight beats two or more (bigger batches, less Postgres CPU per row).
   const batching = { maxInFlight: options.maxInFlight ?? 1, maxItems: 5_000, directItems: 200 };
@@ -195,7 +192,7 @@ export function createTokensRepository(
         return { value: rows, recorded: true };
       } catch (error) {
         if (error instanceof StorageUnavailableError) throw error;
-        options.onAuditApart?.('failed', error);
+        options.onAuditApart?.(error);
       }
     }
     return { value: (await db.query(plainSql, params, { prepare: name })).rows as unknown[], recorded: false };
@@ -219,7 +216,7 @@ export function createTokensRepository(
       ];
       const events = jobs.flatMap((job) => (job.event ? [job.event] : []));
       const { value: inserted, recorded } = await withEvents(events, INSERT_TOKENS_AUDITED_SQL, INSERT_TOKENS_SQL, params, 'phonevault_insert_tokens');
-      const stored = new Set((inserted as InsertedRow[]).flatMap((row) => (row.token_id === null ? [] : [key(row.tenant_id!, row.token_id)])));
+      const stored = new Set((inserted as InsertedRow[]).map((row) => key(row.tenant_id, row.token_id)));
       return jobs.map((job) => {
         const holders = new Map<string, Buffer>();
         for (const row of job.rows) {
