@@ -1,12 +1,14 @@
 // npm run bench: the vault against its hardware's own limits, measured in one run. Baselines (raw pg from Node,
 // bare Fastify) run on the same machine at the same concurrency, and every vault figure is quoted as a ratio to
-// one. Writes the figures to bench/results/. Settings: BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_LARGE_ROWS, and
+// one, beside the CPU each item cost the server (or the raw client) and Postgres (bench/cpu.mjs). Writes the
+// figures to bench/results/. Settings: BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_LARGE_ROWS, and
 // BENCH_ROUNDS (each round measures every baseline and then the vault; ratios are the medians of the rounds').
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import pg from 'pg';
+import { withCpu } from './cpu.mjs';
 import { createBenchDatabase, log, phone, rssMb, seedTokens, startVault, VAULT_NODE_OPTIONS } from './harness.mjs';
 import { fnLoad, httpLoad as nodeHttpLoad, wrkAvailable, wrkLoad } from './load.mjs';
 
@@ -33,20 +35,26 @@ const settle = async () => {
   await pool.query('VACUUM (ANALYZE) bench_raw, tokens, audit_events');
   await pool.query('CHECKPOINT');
 };
+/** The raw baselines run in this process: its CPU is the client's. */
 const rawLoad = async (options) => {
   await settle();
-  return fnLoad(options);
+  return withCpu(process.pid, () => fnLoad(options));
 };
-/** Runs a scenario for a second first, unmeasured, so that every figure is of a warmed-up (JIT-compiled) process. */
-const warm = async (options) => {
+/**
+ * Runs a scenario for a second first, unmeasured, so that every figure is of a warmed-up (JIT-compiled) process;
+ * `pid` is the server's (the vault's or the echo's), whose CPU is measured.
+ */
+const warm = async (pid, options) => {
   await settle();
   await httpLoad({ ...options, durationMs: 1000 });
-  return httpLoad(options);
+  return withCpu(pid, () => httpLoad(options));
 };
 const note = (name, result) => {
   current[name] = result;
-  log(`  ${name.padEnd(30)} ${result.itemsPerSecond.toFixed(0).padStart(9)} items/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms${result.errors ? `  errors ${result.errors}` : ''}`);
+  log(`  ${name.padEnd(30)} ${result.itemsPerSecond.toFixed(0).padStart(9)} items/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms  CPU µs/item ${us(result.processUsPerItem)} + Postgres ${us(result.postgresUsPerItem)}, machine ${pct(result.machineBusyPct)}${result.errors ? `  errors ${result.errors}` : ''}`);
 };
+const us = (value) => (value === null || value === undefined ? '—' : value.toFixed(1));
+const pct = (value) => (value === null || value === undefined ? '—' : `${value.toFixed(0)}%`);
 const median = (values) => {
   const sorted = [...values].sort((x, y) => x - y);
   const middle = Math.floor(sorted.length / 2);
@@ -84,7 +92,7 @@ try {
   for (let round = 1; round <= ROUNDS; round++) {
     current = {};
     if (ROUNDS > 1) log(`round ${round} of ${ROUNDS}`);
-    note('baseline fastify echo', await warm({ baseUrl: echoUrl, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', body: { phone: phone(i) } }) }));
+    note('baseline fastify echo', await warm(echo.pid, { baseUrl: echoUrl, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', body: { phone: phone(i) } }) }));
     note('baseline raw INSERT', await rawLoad({ concurrency: CONNECTIONS, durationMs, run: () => pool.query(insertOne, row()) }));
     const rawIds = (await pool.query('SELECT token_id FROM bench_raw LIMIT 10000')).rows.map((r) => r.token_id);
     note('baseline raw PK SELECT', await rawLoad({
@@ -109,10 +117,10 @@ try {
       run: (i) => pool.query({ name: 'many', text: 'SELECT token_id, key_version, envelope, country FROM bench_raw WHERE tenant_id = $1 AND token_id = ANY($2::bytea[])', values: ['bench', Array.from({ length: BATCH }, (_, k) => rawIds[(i * BATCH + k) % rawIds.length])] }),
     }));
 
-    note('vault detokenize @10k rows', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
-    note('vault tokenize', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers, body: { phone: phone(i) } }) }));
-    note('vault batch tokenize 1000', await warm({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/tokenize/batch', headers, body: { items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(i * BATCH + k) })) } }) }));
-    note('vault batch detokenize 1000', await warm({ baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: Array.from({ length: BATCH }, (_, k) => seeded[(i * BATCH + k) % seeded.length]) } }) }));
+    note('vault detokenize @10k rows', await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
+    note('vault tokenize', await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers, body: { phone: phone(i) } }) }));
+    note('vault batch tokenize 1000', await warm(vault.child.pid, { baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/tokenize/batch', headers, body: { items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(i * BATCH + k) })) } }) }));
+    note('vault batch detokenize 1000', await warm(vault.child.pid, { baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: Array.from({ length: BATCH }, (_, k) => seeded[(i * BATCH + k) % seeded.length]) } }) }));
     rounds.push(current);
   }
 
@@ -128,8 +136,8 @@ try {
   results.largeRows = Math.max(LARGE_ROWS, n);
   // The large table against the small one, measured back to back (the latter again, so that the pair is close).
   current = {};
-  note('vault detokenize again @10k rows', await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
-  note(`vault detokenize @${(results.largeRows / 1e6).toFixed(1)}M rows`, await warm({ baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
+  note('vault detokenize again @10k rows', await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
+  note(`vault detokenize @${(results.largeRows / 1e6).toFixed(1)}M rows`, await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
   results.large = current;
   results.peakRssMb = rssMb(vault.child.pid).peak;
 } finally {
@@ -160,11 +168,11 @@ const ratios = [
 ];
 const lines = [
   '',
-  `| scenario | items/s | p50 ms | p99 ms |`,
-  `|---|---:|---:|---:|`,
+  `| scenario | items/s | p50 ms | p99 ms | CPU µs/item: server (client for raw) | Postgres | machine busy |`,
+  `|---|---:|---:|---:|---:|---:|---:|`,
   ...Object.entries(results)
     .filter(([, v]) => typeof v === 'object')
-    .map(([name, v]) => `| ${name} | ${v.itemsPerSecond.toFixed(0)} | ${v.p50Ms.toFixed(2)} | ${v.p99Ms.toFixed(2)} |`),
+    .map(([name, v]) => `| ${name} | ${v.itemsPerSecond.toFixed(0)} | ${v.p50Ms.toFixed(2)} | ${v.p99Ms.toFixed(2)} | ${us(v.processUsPerItem)} | ${us(v.postgresUsPerItem)} | ${pct(v.machineBusyPct)} |`),
   '',
   `| ratio${ROUNDS > 1 ? ` (median of ${ROUNDS} rounds)` : ''} | measured | target |`,
   `|---|---:|---:|`,
@@ -173,6 +181,7 @@ const lines = [
   `vault peak RSS ${results.peakRssMb.toFixed(0)} MB (target ≤ 200); ready ${results.readyMs.toFixed(0)} ms after spawn (target ≤ 1500)`,
   `single tokenize p99 ${results['vault tokenize'].p99Ms.toFixed(1)} ms at ${CONNECTIONS} connections (target ≤ 30)`,
   `load generator: ${LOADGEN}; it shares the same ${os.cpus().length} cores with the vault and Postgres, so absolute figures are lower bounds`,
+  `CPU µs/item: the server process's CPU time (the vault's, all its threads; the echo's) or, for the raw baselines, the bench's own (the pg client), and all Postgres processes', each per item served; machine busy: all cores, ${os.cpus().length * 100}% = every core busy (the load generator is in it)`,
 ];
 process.stdout.write(`${lines.join('\n')}\n`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
