@@ -1,4 +1,5 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPair, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import { createSigner } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIENCE, build, ISSUER, JWT_SECRET, mintJwt, type TestApp } from '../helpers/build.js';
@@ -7,7 +8,12 @@ import { NUMBERS } from '../helpers/numbers.js';
 // RFC 8725 (JWT best current practice) and the fast-jwt advisories, one attack a test. Each asserts the status
 // and the problem code.
 let t: TestApp;
+// RSA key pairs made off the event loop, before the app exists: made synchronously in a test, a 2048-bit key
+// held the loop for over a second on a slow machine, and the app's load shedding (rightly) answered the next
+// requests 503.
+let rsa: { publicKey: KeyObject; privateKey: KeyObject };
 beforeAll(async () => {
+  rsa = await promisify(generateKeyPair)('rsa', { modulusLength: 2048 });
   t = await build();
 });
 afterAll(async () => {
@@ -48,8 +54,7 @@ describe('JWT attacks', () => {
   });
 
   it('refuses algorithms outside the allow-list, including asymmetric ones signed with a key of their own', async () => {
-    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    await expectRefused(createSigner({ key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), algorithm: 'RS256' })(claims()));
+    await expectRefused(createSigner({ key: rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), algorithm: 'RS256' })(claims()));
     for (const algorithm of ['HS384', 'HS512'] as const) await expectRefused(createSigner({ key: JWT_SECRET, algorithm })(claims()));
   });
 
@@ -67,9 +72,8 @@ describe('JWT attacks', () => {
 
   it('ignores injected kid values and key locations in the header', async () => {
     for (const kid of ['../../../../dev/null', "' OR '1'='1", '$(id)', '\u0000']) await expectAccepted(hs(claims(), { kid }));
-    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const jwk = publicKey.export({ format: 'jwk' });
-    await expectRefused(createSigner({ key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), algorithm: 'RS256', header: { alg: 'RS256', jwk, jku: 'http://127.0.0.1:1/jwks' } as never })(claims()));
+    const jwk = rsa.publicKey.export({ format: 'jwk' });
+    await expectRefused(createSigner({ key: rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), algorithm: 'RS256', header: { alg: 'RS256', jwk, jku: 'http://127.0.0.1:1/jwks' } as never })(claims()));
     await expectRefused(hs(claims(), { jwk }, 'attacker-chosen-secret-attacker-chosen-secret'));
   });
 
