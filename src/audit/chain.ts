@@ -26,7 +26,8 @@ export const GENESIS_HASH = Buffer.alloc(CHAIN_HASH_BYTES);
 export const CHAIN_LABEL = 'phonevault:audit:v1';
 
 // An event's hashed fields, in order, either side of its seq.
-const fieldsBeforeSeq = (event: AuditEvent) => [CHAIN_LABEL, event.tenant];
+// Before the seq there are only the label and the tenant, the same for every event of a tenant.
+const fieldsBeforeSeq = (tenant: string) => [CHAIN_LABEL, tenant];
 const fieldsAfterSeq = (event: AuditEvent) => [
   String(event.occurredAt.getTime()),
   event.client,
@@ -40,19 +41,24 @@ const fieldsAfterSeq = (event: AuditEvent) => [
 /**
  * SHA-256 over the previous hash and every field, length-prefixed so that no two events encode alike (the
  * label, tenant, seq, time in epoch ms, client, action, items, outcome, request id, purpose). The vault computes
- * it when it verifies; the database when it appends, from `chainEncodingAroundSeq`.
+ * it when it verifies; the database when it appends, from `chainEncodingBeforeSeq` and `chainEncodingAfterSeq`.
  */
 export function chainHash(previous: Buffer, seq: number, event: AuditEvent): Buffer {
-  const fields = encodeFields([...fieldsBeforeSeq(event), String(seq), ...fieldsAfterSeq(event)]);
+  const fields = encodeFields([...fieldsBeforeSeq(event.tenant), String(seq), ...fieldsAfterSeq(event)]);
   return createHash('sha256').update(previous).update(fields).digest();
 }
 
 /**
- * The event's encoding in chainHash, cut where its seq goes: an append sends the two halves, and the database,
- * which alone knows the seq under the head's lock, hashes previous ‖ before ‖ seq field ‖ after.
+ * An event's encoding in chainHash, cut where its seq goes: an append sends the part before it once per tenant
+ * and the part after it per event, and the database, which alone knows the seq under the head's lock, hashes
+ * previous ‖ before ‖ seq field ‖ after.
  */
-export function chainEncodingAroundSeq(event: AuditEvent): { before: Buffer; after: Buffer } {
-  return { before: encodeFields(fieldsBeforeSeq(event)), after: encodeFields(fieldsAfterSeq(event)) };
+export function chainEncodingBeforeSeq(tenant: string): Buffer {
+  return encodeFields(fieldsBeforeSeq(tenant));
+}
+
+export function chainEncodingAfterSeq(event: AuditEvent): Buffer {
+  return encodeFields(fieldsAfterSeq(event));
 }
 
 export type ChainProblem =

@@ -1,4 +1,4 @@
-import { chainEncodingAroundSeq, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
+import { chainEncodingAfterSeq, chainEncodingBeforeSeq, GENESIS_HASH, type AuditEvent, type ChainedEvent } from '../audit/chain.js';
 import { createBatcher } from './batcher.js';
 import type { Db } from './db.js';
 
@@ -41,10 +41,11 @@ export interface AuditQuery {
 const GENESIS_SQL = `decode('${GENESIS_HASH.toString('hex')}', 'hex')`;
 
 // chainHash (src/audit/chain.ts) in SQL, from the encodings either side of the seq that the vault sends (the
-// `pos`th of $before and $after): the seq field is its decimal text after a u16 length (big-endian). Held equal to
-// the vault's by every test that verifies a chain the database wrote, since verification recomputes each hash.
+// tenant's `before`, the `pos`th of $after): the seq field is its decimal text after a u16 length (big-endian).
+// Held equal to the vault's by every test that verifies a chain the database wrote, since verification recomputes
+// each hash.
 const chainedHashSql = (before: string, after: string, pos: string, seq: string) =>
-  `sha256(hash || (${before}::bytea[])[${pos}] || substring(int4send(octet_length((${seq})::text)) FROM 3 FOR 2) || convert_to((${seq})::text, 'UTF8') || (${after}::bytea[])[${pos}])`;
+  `sha256(hash || ${before} || substring(int4send(octet_length((${seq})::text)) FROM 3 FOR 2) || convert_to((${seq})::text, 'UTF8') || (${after}::bytea[])[${pos}])`;
 
 /**
  * The append, as common table expressions for a statement of one's own that starts `WITH RECURSIVE` (its 13
@@ -66,11 +67,12 @@ export function auditAppendCtes(offset: number): string {
   const $ = (n: number) => `$${offset + n}`;
   return `audit_locked AS (
       SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY (${$(8)}::text[]) ORDER BY tenant_id FOR UPDATE),
-    audit_chained (tenant_id, first, n, k, seq, hash) AS (
-      SELECT t.tenant_id, t.first, t.n, 0, h.seq, h.hash
-      FROM unnest(${$(8)}::text[], ${$(9)}::int[], ${$(10)}::int[]) AS t(tenant_id, first, n) LEFT JOIN audit_locked h USING (tenant_id)
+    audit_chained (tenant_id, first, n, before, k, seq, hash) AS (
+      SELECT t.tenant_id, t.first, t.n, t.before, 0, h.seq, h.hash
+      FROM unnest(${$(8)}::text[], ${$(9)}::int[], ${$(10)}::int[], ${$(11)}::bytea[]) AS t(tenant_id, first, n, before)
+        LEFT JOIN audit_locked h USING (tenant_id)
       UNION ALL
-      SELECT tenant_id, first, n, k + 1, seq + 1, ${chainedHashSql($(11), $(12), 'first + k', 'seq + 1')}
+      SELECT tenant_id, first, n, before, k + 1, seq + 1, ${chainedHashSql('before', $(12), 'first + k', 'seq + 1')}
       FROM audit_chained WHERE k < n),
     audit_inserted AS (
       INSERT INTO audit_events (tenant_id, seq, occurred_at, client, action, items, outcome, request_id, purpose, hash)
@@ -86,8 +88,8 @@ export function auditAppendCtes(offset: number): string {
 
 /**
  * The append's 13 parameters for these events (auditAppendCtes): their fields, grouped by tenant (each tenant's
- * in their order); the tenants in order, where each one's events start and how many; then each event's hashed
- * encoding either side of its seq.
+ * in their order); the tenants in order, where each one's events start, how many, and its hashed encoding before
+ * the seq; then each event's hashed encoding after it.
  */
 export function appendParams(unordered: AuditEvent[]): unknown[] {
   const byTenant = new Map<string, AuditEvent[]>();
@@ -105,7 +107,6 @@ export function appendParams(unordered: AuditEvent[]): unknown[] {
     firsts.push(next);
     next += count;
   }
-  const encodings = events.map(chainEncodingAroundSeq);
   return [
     events.map((e) => e.tenant),
     events.map((e) => e.occurredAt.getTime()),
@@ -118,8 +119,8 @@ export function appendParams(unordered: AuditEvent[]): unknown[] {
     tenants,
     firsts,
     counts,
-    encodings.map((e) => e.before),
-    encodings.map((e) => e.after),
+    tenants.map(chainEncodingBeforeSeq),
+    events.map(chainEncodingAfterSeq),
   ];
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { chainEncodingAroundSeq, chainHash, GENESIS_HASH, verifyChain, type AuditEvent, type ChainedEvent } from '../../src/audit/chain.js';
+import { chainEncodingAfterSeq, chainEncodingBeforeSeq, chainHash, GENESIS_HASH, verifyChain, type AuditEvent, type ChainedEvent } from '../../src/audit/chain.js';
 
 function chain(n: number): ChainedEvent[] {
   const events: ChainedEvent[] = [];
@@ -28,7 +28,7 @@ describe('audit hash chain', () => {
   it('gives the database the encoding either side of the seq, which with the seq field hashes as chainHash', () => {
     const event: AuditEvent = { tenant: 'δ', client: 'c', action: 'lookup', items: 0, outcome: 'not_found', requestId: null, purpose: 'p', occurredAt: new Date(0) };
     for (const seq of [1, 9, 10, 12345, 2 ** 40]) {
-      const { before, after } = chainEncodingAroundSeq(event);
+      const [before, after] = [chainEncodingBeforeSeq(event.tenant), chainEncodingAfterSeq(event)];
       const seqField = Buffer.concat([Buffer.from([0, String(seq).length]), Buffer.from(String(seq))]);
       const hash = createHash('sha256').update(Buffer.alloc(32, 1)).update(before).update(seqField).update(after).digest();
       expect(hash).toEqual(chainHash(Buffer.alloc(32, 1), seq, event));
