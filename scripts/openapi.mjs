@@ -1,10 +1,14 @@
 // Writes openapi.yaml from the routes' own schemas (`npm run openapi`, after a build). test/http/openapi.test.ts
-// fails when the file and the served /openapi.json disagree.
+// fails when the file and the served /openapi.json disagree. The app is built on a throwaway embedded Postgres.
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { buildApp } from '../dist/app.js';
-import { loadConfig } from '../dist/config.js';
+import { loadConfig } from '../dist/config/index.js';
+import { createEmbeddedDb } from '../dist/store/embedded-db.js';
+import { migrate } from '../dist/store/migrate.js';
 
 const config = loadConfig({
   DATABASE_URL: 'postgres://unused/openapi',
@@ -12,8 +16,17 @@ const config = loadConfig({
   JWT_SECRET: randomBytes(48).toString('base64'),
   JWT_ISSUER: 'openapi',
   JWT_AUDIENCE: 'openapi',
+  OFFLOAD_THREADS: '0',
 });
-const app = await buildApp(config, { db: {}, logger: pino({ level: 'silent' }) });
-await app.ready();
-writeFileSync(new URL('../openapi.yaml', import.meta.url), app.swagger({ yaml: true }));
-await app.close();
+const dir = mkdtempSync(join(tmpdir(), 'phonevault-openapi-'));
+const db = await createEmbeddedDb(join(dir, 'pgdata'));
+try {
+  await migrate(db);
+  const app = await buildApp(config, { db, logger: pino({ level: 'silent' }) });
+  await app.ready();
+  writeFileSync(new URL('../openapi.yaml', import.meta.url), app.swagger({ yaml: true }));
+  await app.close();
+} finally {
+  await db.close();
+  rmSync(dir, { recursive: true, force: true });
+}

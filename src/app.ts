@@ -1,35 +1,41 @@
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { getHeapStatistics } from 'node:v8';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import underPressure from '@fastify/under-pressure';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import audit from './http/audit.js';
+import { createCheckpointer } from './audit/checkpointer.js';
+import type { Config } from './config/index.js';
+import { VaultError } from './errors.js';
 import auth from './http/auth.js';
 import guard from './http/guard.js';
+import { requestFault } from './http/hygiene.js';
 import { VaultLogController } from './http/log-controller.js';
 import metrics from './http/metrics.js';
 import { OPENAPI_DOCUMENT } from './http/openapi.js';
 import { errorHandler, sendProblem } from './http/problem.js';
-import { serializerCompiler } from './http/serializer.js';
+import refusals from './http/refusals.js';
+import requestState from './http/request-state.js';
 import auditRoutes from './http/routes/audit.js';
 import detokenizeRoutes from './http/routes/detokenize.js';
 import eraseRoutes from './http/routes/erase.js';
+import healthRoutes from './http/routes/health.js';
 import keysRoutes from './http/routes/keys.js';
 import lookupRoutes from './http/routes/lookup.js';
-import healthRoutes from './http/routes/health.js';
 import tokenizeRoutes from './http/routes/tokenize.js';
+import { serializerCompiler } from './http/serializer.js';
 import throttle from './http/throttle.js';
 import type { Db } from './store/db.js';
-import { createVaultDeps } from './vault/deps.js';
+import { openVault } from './vault/deps.js';
+import { keyStats, storageAnswers } from './vault/health.js';
 import { createOffload } from './vault/offload.js';
 import { createVault } from './vault/vault.js';
 
-export type AppConfig = Pick<Config, 'masterKeys' | 'keyMaxEncryptions' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit'> &
+export type AppConfig = Pick<Config, 'masterKeys' | 'keyMaxEncryptions' | 'keyRotationMinIntervalMs' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit' | 'audit'> &
   Partial<Pick<Config, 'tls' | 'offloadThreads'>>;
 
 export interface AppDeps {
@@ -41,16 +47,37 @@ export interface AppDeps {
   loadShedding?: { maxEventLoopDelayMs: number; sampleIntervalMs: number };
 }
 
-declare module 'fastify' {
-  interface FastifyReply {
-    /** How many numbers or tokens the request carried, for the log line. */
-    itemCount: number | null;
-  }
+/** Framework errors before any route runs (a malformed URL, an over-long parameter): the vault's own answer. */
+function frameworkError(app: FastifyInstance) {
+  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const [code, detail] =
+      error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? (['uri_too_long', 'the request path is too long'] as const) : error.code === 'FST_ERR_BAD_URL' ? (['invalid_request', 'the request path is malformed'] as const) : (['internal_error', 'the request could not be completed'] as const);
+    void app.spendIpBudget(request).then((allowed) => {
+      if (allowed) return sendProblem(reply, code, detail);
+      reply.header('retry-after', '60');
+      return sendProblem(reply, 'rate_limited', 'rate limit reached; retry later');
+    });
+  };
+}
+
+/** A request too malformed for HTTP itself: a fixed problem+json answer, logged by its code, never echoed. */
+function clientError(logger: Logger) {
+  const body = (status: number, code: string, title: string) =>
+    JSON.stringify({ type: `urn:phonevault:problem:${code}`, title, status, code, detail: 'the request could not be read' });
+  return (error: Error & { code?: string }, socket: Socket) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    const [status, text] = error.code === 'HPE_HEADER_OVERFLOW' ? [431, body(431, 'headers_too_large', 'Request headers too large')] : [400, body(400, 'invalid_request', 'Invalid request')];
+    logger.warn({ code: typeof error.code === 'string' ? error.code : undefined, status }, 'malformed request');
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+    );
+  };
 }
 
 /** Builds the vault's HTTP app; it never listens (src/server.ts does) and never reads the environment. */
 export async function buildApp(config: AppConfig, deps: AppDeps): Promise<FastifyInstance> {
-  const app = Fastify({
+  let app: FastifyInstance;
+  app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new VaultLogController(),
     // A client-supplied id could smuggle anything into the logs: ours are always generated here.
@@ -59,22 +86,35 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: config.bodyLimit,
     routerOptions: { maxParamLength: 64 },
+    frameworkErrors: (error, request, reply) => frameworkError(app)(error, request, reply),
+    clientErrorHandler: clientError(deps.logger),
     ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
   // JSON only: a text/plain body would otherwise reach validation as a string.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  app.decorateReply('errorCode', null);
-  app.decorateReply('itemCount', null);
 
   const offload = createOffload({ threads: config.offloadThreads ?? 0, logger: deps.logger });
   app.addHook('onClose', () => offload.close());
-  const vaultDeps = createVaultDeps({ db: deps.db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: deps.logger, offload });
+  let checkpointer: ReturnType<typeof createCheckpointer> | null = null;
+  const vaultDeps = await openVault({
+    db: deps.db,
+    masterKeys: config.masterKeys,
+    keyMaxEncryptions: config.keyMaxEncryptions,
+    logger: deps.logger,
+    offload,
+    rotationMinAgeMs: config.keyRotationMinIntervalMs,
+    onAuditAdvance: (tenant, head, appended) => checkpointer?.advanced(tenant, head, appended),
+  });
+  checkpointer = createCheckpointer({ key: vaultDeps.auditKey, logger: deps.logger, everyEvents: config.audit.checkpointEvents, intervalMs: config.audit.checkpointIntervalMs });
   const vault = createVault(vaultDeps);
 
+  await app.register(requestState);
+  await app.register(auth, { jwt: config.jwt });
+  await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
   await app.register(swagger, { openapi: OPENAPI_DOCUMENT, transform: jsonSchemaTransform });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiHooks: { onRequest: app.throttleByIp } });
   await app.register(underPressure, {
     maxEventLoopDelay: deps.loadShedding?.maxEventLoopDelayMs ?? 1_000,
     // Shed load before the heap limit turns into an out-of-memory crash (the image caps the heap to keep RSS low).
@@ -86,12 +126,22 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
       sendProblem(reply, 'unavailable', 'the vault is overloaded; retry shortly');
     },
   });
-  await app.register(metrics, { db: deps.db, keyMaxEncryptions: config.keyMaxEncryptions, auditAppendedApart: vaultDeps.auditAppendedApart });
-  await app.register(auth, { jwt: config.jwt });
-  await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
-  await app.register(guard);
-  await app.register(audit, { audit: vaultDeps.audit });
+  await app.register(metrics, { keyMaxEncryptions: config.keyMaxEncryptions, pool: () => deps.db.stats(), keyStats: () => keyStats(vaultDeps) });
+  await app.register(guard, { purposes: config.audit.purposes });
+  await app.register(refusals, { record: (events) => vault.recordEvents(events) });
+  // After the refusals are recorded (onClose runs in registration order), the last heads go to the log.
+  app.addHook('onClose', async () => checkpointer?.close());
 
+  // Before any route sees it: text the vault cannot take is refused, and counted against the IP like a 404.
+  app.addHook('onRequest', async (request, reply) => {
+    const fault = requestFault(request.raw);
+    if (!fault) return;
+    if (!(await app.spendIpBudget(request))) {
+      reply.header('retry-after', '60');
+      throw new VaultError('rate_limited', 'rate limit reached; retry later');
+    }
+    throw new VaultError(fault, fault === 'unsupported_media_type' ? 'send application/json in UTF-8' : 'the request holds characters the vault does not accept');
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');
@@ -100,13 +150,13 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler({ preHandler: app.throttleByIp }, (_request, reply) => sendProblem(reply, 'not_found', 'no such resource'));
 
-  await app.register(healthRoutes, { db: deps.db });
+  await app.register(healthRoutes, { storageAnswers: () => storageAnswers(vaultDeps) });
   await app.register(tokenizeRoutes, { vault, batchMax: config.batchMax });
   await app.register(detokenizeRoutes, { vault, batchMax: config.batchMax });
   await app.register(lookupRoutes, { vault });
   await app.register(eraseRoutes, { vault });
   await app.register(keysRoutes, { vault });
-  await app.register(auditRoutes, { audit: vaultDeps.audit });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(auditRoutes, { vault });
+  app.get('/openapi.json', { schema: { hide: true }, onRequest: app.throttleByIp }, async () => app.swagger());
   return app;
 }

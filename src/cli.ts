@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { isVaultError } from './errors.js';
-import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, type Env } from './config.js';
+import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, type Env } from './config/index.js';
 import { auditCommand, keysCommand, rewrapCommand, sweepCommand, tenantCommand } from './cli-maintenance.js';
 import { runDev } from './dev.js';
 import { mintJwt } from './jwt-mint.js';
@@ -27,8 +27,9 @@ const USAGE = `usage: phonevault <command>
   sweep                 delete expired tokens
   tenant destroy T --yes
                         crypto-shred a tenant: destroy its keys and delete its tokens
-  audit verify [--tenant T]
-                        check every tenant's audit hash chain; names the first edited, removed or moved event
+  audit verify [--tenant T] [--checkpoints FILE]
+                        check every tenant's audit chain, and that it reaches the signed checkpoints in FILE (log
+                        lines; - for standard input); names the first edited, removed or moved event
   audit prune --before YYYY-MM
                         drop audit events from before that month (the only deletion the audit table allows)
   (the maintenance commands need DATABASE_URL and VAULT_MASTER_KEY)
@@ -97,7 +98,7 @@ export async function main(argv: string[], env: Env, out: Out = (t) => console.l
       case 'sweep':
         return await sweepCommand(env, out);
       case 'tenant':
-        return await tenantCommand(rest, env, out);
+        return await tenantCommand(rest, env, out, err);
       case 'audit':
         return await auditCommand(rest, env, out);
       case undefined:

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError, loadConfig, type Env } from './config.js';
-import { SCOPES } from './http/auth.js';
+import { ConfigError, loadConfig, type Env } from './config/index.js';
+import { SCOPES } from './identity.js';
 import { mintJwt } from './jwt-mint.js';
 import { createLogger } from './logger.js';
 import { closeOnSignals, startServer } from './server.js';
@@ -25,6 +25,21 @@ function loadOrCreateSecrets(dataDir: string): DevSecrets {
   writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
   return secrets;
+}
+
+/**
+ * The data folder holds keys and an unencrypted database: 0700 for folders and 0600 for files, whatever existed
+ * before (a folder made by hand, files copied in). Links are left alone, never followed.
+ */
+function lockDown(path: string): void {
+  const stat = lstatSync(path);
+  if (stat.isSymbolicLink()) return;
+  if (stat.isDirectory()) {
+    chmodSync(path, 0o700);
+    for (const entry of readdirSync(path)) lockDown(join(path, entry));
+  } else {
+    chmodSync(path, 0o600);
+  }
 }
 
 /**
@@ -63,6 +78,7 @@ function lockDataDir(dataDir: string): () => void {
 export async function runDev(env: Env, out: (text: string) => void): Promise<void> {
   const dataDir = resolve(env.PHONEVAULT_DATA_DIR ?? '.phonevault');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  lockDown(dataDir);
   lockDataDir(dataDir);
   const secrets = loadOrCreateSecrets(dataDir);
   const config = loadConfig({
@@ -79,6 +95,8 @@ export async function runDev(env: Env, out: (text: string) => void): Promise<voi
   const logger = createLogger(config.logLevel);
   const db = env.DATABASE_URL ? undefined : await createEmbeddedDb(join(dataDir, 'pgdata'));
   const server = await startServer(config, logger, db);
+  // The embedded database made its files as it started: they get the same modes.
+  lockDown(dataDir);
   closeOnSignals(server, logger);
 
   const signing = { secret: Buffer.from(secrets.jwtSecret), issuer: DEV_ISSUER, audience: DEV_ISSUER };

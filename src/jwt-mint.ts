@@ -1,5 +1,5 @@
 import { createSigner } from 'fast-jwt';
-import type { JwtSigningConfig } from './config.js';
+import type { JwtSigningConfig } from './config/index.js';
 
 /** Mints an HS256 JWT as the vault expects it; for development and tests, never a production issuer. */
 export function mintJwt(jwt: JwtSigningConfig, claims: { tenant: string; sub: string; scope: string }, ttlSeconds: number): string {

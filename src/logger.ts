@@ -15,3 +15,9 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     destination,
   );
 }
+
+/** What of an error may be logged: its class and code (a SQLSTATE, a system code), never its message or detail, which can echo stored values. */
+export function safeErrorFields(error: unknown): { type: string; code?: string } {
+  const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
+  return { type: typeof name === 'string' ? name : 'Error', ...(typeof code === 'string' && /^[A-Za-z0-9_]{1,40}$/.test(code) ? { code } : {}) };
+}

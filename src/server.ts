@@ -1,12 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
-import type { Config } from './config.js';
-import { createPgDb, safeErrorFields, type Db } from './store/db.js';
+import type { Config } from './config/index.js';
+import { createPgDb, type Db } from './store/db.js';
 import { guardMasterKeys } from './store/master-key-guard.js';
 import { migrate } from './store/migrate.js';
 import { createRedis } from './store/redis.js';
-import { createTokenMaintenance } from './store/tokens-repository.js';
+import { createTokenMaintenance } from './store/tokens/maintenance.js';
+import { safeErrorFields } from './logger.js';
 import { sweep } from './vault/maintenance.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;

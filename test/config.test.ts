@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseRateLimit } from '../src/config.js';
+import { ConfigError, loadConfig, parseRateLimit } from '../src/config/index.js';
 
 const masterKey = randomBytes(32).toString('base64');
 const jwtSecret = randomBytes(48).toString('base64');
@@ -52,8 +52,12 @@ describe('configuration', () => {
     const text = problems.join('\n');
     expect(text).not.toContain(weak.VAULT_MASTER_KEY);
     expect(text).not.toContain('short-secret');
-    expect(problemsOf({ ...valid, JWT_SECRET: 'a'.repeat(40) })).toEqual([expect.stringContaining('JWT_SECRET: is too weak')]);
-    expect(problemsOf({ ...valid, JWT_SECRET: 'change-me-change-me-change-me-0123456789' })).toHaveLength(1);
+    expect(problemsOf({ ...valid, JWT_SECRET: 'a'.repeat(40) })).toEqual([expect.stringContaining('JWT_SECRET: is not random enough')]);
+    // 32 printable characters in a pattern are not a secret either, however long.
+    for (const patterned of ['abcdefghijklmnopqrstuvwxyz012345', 'qwertyuiopasdfghjklzxcvbnm123456', 'Password1!Password1!Password1!Pa']) {
+      expect(problemsOf({ ...valid, JWT_SECRET: patterned }), patterned).toEqual([expect.stringMatching(/^JWT_SECRET: is (not random enough|a placeholder)/)]);
+    }
+    expect(problemsOf({ ...valid, JWT_SECRET: 'change-me-change-me-change-me-0123456789' })).toEqual(['JWT_SECRET: is a placeholder, not a secret']);
   });
 
   it('never prints the database URL, which can hold a password', () => {

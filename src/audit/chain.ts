@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { encodeFields } from '../crypto/aead.js';
 
 /** One audit event: who did what to how many items, with what outcome. Never a number, never a token. */
@@ -18,47 +18,64 @@ export interface ChainedEvent extends AuditEvent {
   hash: Buffer;
 }
 
-/** A chain hash is a SHA-256 digest. */
-const CHAIN_HASH_BYTES = 32;
+/** Where a tenant's chain stands: the seq and hash of its last event (0 and the genesis hash before any). */
+export interface ChainLink {
+  seq: number;
+  hash: Buffer;
+}
 
-export const GENESIS_HASH = Buffer.alloc(CHAIN_HASH_BYTES);
+export const GENESIS_HASH = Buffer.alloc(32);
 
-export const CHAIN_LABEL = 'phonevault:audit:v1';
+const KEYED_LABEL = 'phonevault:audit:v2';
+const LEGACY_LABEL = 'phonevault:audit:v1';
 
-// An event's hashed fields, in order, either side of its seq.
-// Before the seq there are only the label and the tenant, the same for every event of a tenant.
-const fieldsBeforeSeq = (tenant: string) => [CHAIN_LABEL, tenant];
-const fieldsAfterSeq = (event: AuditEvent) => [
-  String(event.occurredAt.getTime()),
-  event.client,
-  event.action,
-  String(event.items),
-  event.outcome,
-  event.requestId ?? '',
-  event.purpose ?? '',
-];
+const encode = (label: string, seq: number, event: AuditEvent) =>
+  encodeFields([
+    label,
+    event.tenant,
+    String(seq),
+    String(event.occurredAt.getTime()),
+    event.client,
+    event.action,
+    String(event.items),
+    event.outcome,
+    event.requestId ?? '',
+    event.purpose ?? '',
+  ]);
 
 /**
- * SHA-256 over the previous hash and every field, length-prefixed so that no two events encode alike (the
- * label, tenant, seq, time in epoch ms, client, action, items, outcome, request id, purpose). The vault computes
- * it when it verifies; the database when it appends, from `chainEncodingBeforeSeq` and `chainEncodingAfterSeq`.
+ * HMAC-SHA256, under the vault's audit key, of the previous hash and every field of the event, length-prefixed
+ * so that no two events encode alike. Without the key, nobody with access to the database alone can compute a
+ * hash, so an edited, inserted, removed or reordered event cannot be covered up by re-chaining.
  */
-export function chainHash(previous: Buffer, seq: number, event: AuditEvent): Buffer {
-  const fields = encodeFields([...fieldsBeforeSeq(event.tenant), String(seq), ...fieldsAfterSeq(event)]);
-  return createHash('sha256').update(previous).update(fields).digest();
+export function chainHash(key: Buffer, previous: Buffer, seq: number, event: AuditEvent): Buffer {
+  return createHmac('sha256', key).update(previous).update(encode(KEYED_LABEL, seq, event)).digest();
+}
+
+/** The unkeyed SHA-256 chain of releases before the keyed one, still verified for the events they wrote. */
+export function legacyChainHash(previous: Buffer, seq: number, event: AuditEvent): Buffer {
+  return createHash('sha256').update(previous).update(encode(LEGACY_LABEL, seq, event)).digest();
+}
+
+/** Chains events after `from`, in order, under the key: the seqs and hashes to store, and the new head. */
+export function chainEvents(key: Buffer, from: ChainLink, events: AuditEvent[]): { links: ChainLink[]; head: ChainLink } {
+  const links: ChainLink[] = [];
+  let head = from;
+  for (const event of events) {
+    head = { seq: head.seq + 1, hash: chainHash(key, head.hash, head.seq + 1, event) };
+    links.push(head);
+  }
+  return { links, head };
 }
 
 /**
- * An event's encoding in chainHash, cut where its seq goes: an append sends the part before it once per tenant
- * and the part after it per event, and the database, which alone knows the seq under the head's lock, hashes
- * previous ‖ before ‖ seq field ‖ after.
+ * The signature over where a tenant's chain is verified from: the anchor a prune left and the last event of the
+ * unkeyed chain of earlier releases. Kept on the head row, so that neither can be moved in the database alone.
  */
-export function chainEncodingBeforeSeq(tenant: string): Buffer {
-  return encodeFields(fieldsBeforeSeq(tenant));
-}
-
-export function chainEncodingAfterSeq(event: AuditEvent): Buffer {
-  return encodeFields(fieldsAfterSeq(event));
+export function headSignature(key: Buffer, tenant: string, anchor: ChainLink, keyedAfter: number): Buffer {
+  return createHmac('sha256', key)
+    .update(encodeFields(['phonevault:audit-head:v1', tenant, String(anchor.seq), anchor.hash, String(keyedAfter)]))
+    .digest();
 }
 
 export type ChainProblem =
@@ -67,18 +84,27 @@ export type ChainProblem =
   | { kind: 'reordered'; seq: number }
   | { kind: 'truncated'; lastSeq: number; headSeq: number };
 
+/** How a tenant's events are hashed: keyed from `keyedAfter` on (events up to it came from the legacy chain). */
+export interface ChainKey {
+  key: Buffer;
+  keyedAfter: number;
+}
+
+const hashOf = (chain: ChainKey, previous: Buffer, seq: number, event: AuditEvent) =>
+  seq > chain.keyedAfter ? chainHash(chain.key, previous, seq, event) : legacyChainHash(previous, seq, event);
+
 const MOVE_SEARCH_WINDOW = 32;
 
 /**
  * An event is intact but misplaced when its hash chains from another stored hash under some nearby seq: its
  * fields still match its hash, so it was moved rather than edited. Searched only once a break is found.
  */
-function wasMoved(event: ChainedEvent, index: number, events: ChainedEvent[], anchor: { seq: number; hash: Buffer }): boolean {
+function wasMoved(chain: ChainKey, event: ChainedEvent, index: number, events: ChainedEvent[], anchor: ChainLink): boolean {
   const from = Math.max(0, index - MOVE_SEARCH_WINDOW);
   const to = Math.min(events.length, index + MOVE_SEARCH_WINDOW);
   const predecessors = [...(from === 0 ? [anchor.hash] : []), ...events.slice(from, to).map((e) => e.hash)].filter((hash) => hash !== event.hash);
   for (let seq = Math.max(1, event.seq - MOVE_SEARCH_WINDOW); seq <= event.seq + MOVE_SEARCH_WINDOW; seq++) {
-    if (predecessors.some((hash) => chainHash(hash, seq, event).equals(event.hash))) return true;
+    if (predecessors.some((hash) => hashOf(chain, hash, seq, event).equals(event.hash))) return true;
   }
   return false;
 }
@@ -88,13 +114,13 @@ function wasMoved(event: ChainedEvent, index: number, events: ChainedEvent[], an
  * place the chain breaks: an event whose fields changed, events missing in the middle or at the end, or an
  * event that sits where another belongs.
  */
-export function verifyChain(events: ChainedEvent[], anchor: { seq: number; hash: Buffer }, head?: { seq: number; hash: Buffer }): ChainProblem | null {
+export function verifyChain(chain: ChainKey, events: ChainedEvent[], anchor: ChainLink, head?: ChainLink): ChainProblem | null {
   let previous = anchor.hash;
   let expectedSeq = anchor.seq + 1;
   for (const [index, event] of events.entries()) {
     if (event.seq !== expectedSeq) return { kind: 'removed', afterSeq: expectedSeq - 1, missing: event.seq - expectedSeq };
-    if (!chainHash(previous, event.seq, event).equals(event.hash)) {
-      return wasMoved(event, index, events, anchor) ? { kind: 'reordered', seq: event.seq } : { kind: 'edited', seq: event.seq };
+    if (!hashOf(chain, previous, event.seq, event).equals(event.hash)) {
+      return wasMoved(chain, event, index, events, anchor) ? { kind: 'reordered', seq: event.seq } : { kind: 'edited', seq: event.seq };
     }
     previous = event.hash;
     expectedSeq++;

@@ -1,19 +1,28 @@
-const MAX_PURPOSE = 200;
+import { VaultError } from '../errors.js';
+
+/** The reasons a caller may give in `x-purpose` when `AUDIT_PURPOSES` is not set. */
+export const DEFAULT_PURPOSES = ['support', 'billing', 'fraud', 'legal', 'data-subject-request', 'notifications', 'maintenance'] as const;
+
+export const PURPOSE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+// A ticket or case reference: short, URL-safe, and with too few digits to hold a phone number.
+const REFERENCE = /^[A-Za-z0-9._#-]{1,16}$/;
+const MAX_REFERENCE_DIGITS = 6;
+
+const refused = () =>
+  new VaultError('invalid_purpose', 'x-purpose must be one of the configured purposes, optionally followed by ":" and a short reference');
 
 /**
- * The caller's stated reason (`x-purpose`), kept for the audit trail but never able to carry a number: digit
- * runs of three or more become `#`, every digit does once five or more remain (a number written in pairs),
- * and anything but letters, digits, spaces and light punctuation is dropped.
+ * The caller's stated reason (`x-purpose`), recorded in the audit trail: a name from the allow-list, optionally
+ * `:` and a reference of at most 16 characters and 6 digits (e.g. `support:INC-4711`). Free text is refused
+ * rather than cleaned, so that nothing a caller writes there can carry a number, in digits or in words.
  */
-export function sanitizePurpose(value: unknown): string | null {
-  if (typeof value !== 'string') return null;
-  const cleaned = value
-    .normalize('NFKC')
-    .replace(/[^\p{L}\p{N} .,:;_#/()-]/gu, '')
-    .replace(/\s+/g, ' ')
-    .trim();
-  const digits = cleaned.match(/\p{Nd}/gu)?.length ?? 0;
-  const safe = digits >= 5 ? cleaned.replace(/\p{Nd}/gu, '#') : cleaned.replace(/\p{Nd}{3,}/gu, (run) => '#'.repeat(run.length));
-  const clipped = safe.slice(0, MAX_PURPOSE);
-  return clipped === '' ? null : clipped;
+export function parsePurpose(header: string | string[] | undefined, allowed: ReadonlySet<string>): string | null {
+  if (header === undefined) return null;
+  if (typeof header !== 'string') throw refused();
+  const colon = header.indexOf(':');
+  const name = colon === -1 ? header : header.slice(0, colon);
+  const reference = colon === -1 ? null : header.slice(colon + 1);
+  if (!allowed.has(name)) throw refused();
+  if (reference !== null && (!REFERENCE.test(reference) || reference.replace(/\D/g, '').length > MAX_REFERENCE_DIGITS)) throw refused();
+  return header;
 }

@@ -1,29 +1,36 @@
 import { randomBytes } from 'node:crypto';
+import type { AuditEvent } from '../audit/chain.js';
+import { VaultError } from '../errors.js';
 import { KEY_BYTES } from './aead.js';
 import type { MasterKeySet, WrappedKey } from './master-keys.js';
 
-export type DataKeyState = 'active' | 'retired' | 'destroyed';
-
-export interface DataKeyRecord {
-  version: number;
-  state: DataKeyState;
-  wrapped: WrappedKey | null;
-}
+export const DATA_KEY_STATES = ['active', 'retired', 'destroyed'] as const;
+export type DataKeyState = (typeof DATA_KEY_STATES)[number];
 
 export interface TenantKeysRecord {
   fingerprint: WrappedKey;
-  dataKeys: DataKeyRecord[];
+  active: { version: number; wrapped: WrappedKey };
+  /** Of the versions asked about, those that still have key material. */
+  kept: Array<{ version: number; wrapped: WrappedKey }>;
 }
+
+export type RotateOutcome = 'rotated' | 'not_active' | 'too_soon';
 
 /** What the keyring needs from storage; src/store/keys-repository.ts implements it over SQL. */
 export interface KeyStore {
-  loadTenantKeys(tenant: string): Promise<TenantKeysRecord | null>;
+  /** The tenant's fingerprint key, active version, and which of `versions` still have key material. */
+  loadTenant(tenant: string, versions: number[]): Promise<TenantKeysRecord | null>;
+  /** One version's key material, or null when it was destroyed or never existed. */
+  loadDataKey(tenant: string, version: number): Promise<WrappedKey | null>;
   /** Creates the tenant's fingerprint key and data key version 1 unless another writer already did. */
   createTenantKeys(tenant: string, fingerprint: WrappedKey, firstDataKey: WrappedKey): Promise<void>;
   /** Adds `count` to the version's encryption counter if it is active and stays within `budget`. */
   reserveEncryptions(tenant: string, version: number, count: number, budget: number): Promise<boolean>;
-  /** Retires `fromVersion` and activates `fromVersion + 1`, unless `fromVersion` is no longer active. */
-  rotateDataKey(tenant: string, fromVersion: number, next: WrappedKey): Promise<void>;
+  /**
+   * Retires `fromVersion` and activates `fromVersion + 1` with `event` committed alongside, unless `fromVersion`
+   * is no longer active, or is younger than `minAgeMs`.
+   */
+  rotateDataKey(tenant: string, fromVersion: number, next: WrappedKey, options: { event: AuditEvent; minAgeMs: number }): Promise<RotateOutcome>;
 }
 
 export interface KeyringOptions {
@@ -31,7 +38,7 @@ export interface KeyringOptions {
   maxEncryptions: number;
   /** A lease of encryptions is used for at most this long, so that a rotation elsewhere is seen quickly. */
   leaseMaxAgeMs?: number;
-  /** Cached keys are re-read this often for reading, so that a destroyed version or tenant is dropped. */
+  /** Cached keys are re-checked this often, so that a destroyed version or tenant is dropped. */
   reloadAfterMs?: number;
   leaseMaxSize?: number;
 }
@@ -57,11 +64,30 @@ interface Lease {
 
 interface TenantKeys {
   loadedAt: number;
+  fingerprintWrapped: Buffer;
   fingerprintKey: Buffer;
   activeVersion: number;
+  /** Unwrapped versions, unwrapped when first needed and bounded (oldest first out). */
   dataKeys: Map<number, Buffer>;
   lease: Lease | null;
 }
+
+// Bounds on what is kept unwrapped: a tenant with thousands of versions costs one version's unwrap per read of it,
+// never all of them, and however many tenants call, memory stays bounded.
+const MAX_TENANTS = 4_096;
+const MAX_VERSIONS_PER_TENANT = 32;
+
+/** The event an automatic rotation records: the vault's own, not a caller's. */
+const budgetRotation = (tenant: string): AuditEvent => ({
+  tenant,
+  client: 'phonevault',
+  action: 'keys_rotate',
+  items: 0,
+  outcome: 'ok',
+  requestId: null,
+  purpose: null,
+  occurredAt: new Date(),
+});
 
 /**
  * Unwraps and caches each tenant's keys, creates them on the tenant's first write, and counts encryptions by
@@ -96,7 +122,7 @@ export class Keyring {
       for (let attempt = 0; attempt < 4; attempt++) {
         const leased = this.#takeFromLease(tenant, count);
         if (leased) return leased;
-        const keys = this.#tenants.get(tenant) ?? (await this.#loadOrCreate(tenant));
+        const keys = this.#fresh(tenant) ?? (await this.#loadOrCreate(tenant));
         const size = Math.max(count, Math.min(this.#leaseMaxSize, (keys.lease?.size ?? 32) * 2));
         if (await this.#store.reserveEncryptions(tenant, keys.activeVersion, size, this.#maxEncryptions)) {
           keys.lease = { version: keys.activeVersion, remaining: size, size, expiresAt: Date.now() + this.#leaseMaxAgeMs };
@@ -105,7 +131,7 @@ export class Keyring {
         // The active version is spent or was rotated by another instance: reload, and rotate if still ours.
         const reloaded = await this.#load(tenant);
         if (reloaded && reloaded.activeVersion === keys.activeVersion) {
-          await this.#rotate(tenant, keys.activeVersion);
+          await this.#store.rotateDataKey(tenant, keys.activeVersion, this.#wrapDataKey(tenant, keys.activeVersion + 1), { event: budgetRotation(tenant), minAgeMs: 0 });
           await this.#load(tenant);
         }
       }
@@ -114,26 +140,27 @@ export class Keyring {
   }
 
   async forReading(tenant: string): Promise<ReadKeys | null> {
-    const cached = this.#tenants.get(tenant);
-    const keys = cached && Date.now() - cached.loadedAt < this.#reloadAfterMs ? cached : await this.#withLock(tenant, () => this.#load(tenant));
+    const keys = this.#fresh(tenant) ?? (await this.#withLock(tenant, () => this.#load(tenant)));
     if (!keys) return null;
     return {
       fingerprintKey: keys.fingerprintKey,
       dataKey: async (version) => {
         const cached = this.#tenants.get(tenant)?.dataKeys.get(version);
         if (cached) return cached;
-        // A version newer than our cache was created by another instance.
-        const reloaded = await this.#withLock(tenant, () => this.#load(tenant));
-        return reloaded?.dataKeys.get(version) ?? null;
+        return this.#withLock(tenant, () => this.#unwrapVersion(tenant, version));
       },
     };
   }
 
-  /** Rotates the tenant's data key now; new writes use the new version at once. */
-  async rotate(tenant: string): Promise<number> {
+  /**
+   * Rotates the tenant's data key now, committing `event` with it; new writes use the new version at once. A
+   * version younger than `minAgeMs` is not rotated again (429): rotation is an operator's act, not a loop's.
+   */
+  async rotate(tenant: string, event: AuditEvent, minAgeMs: number): Promise<number> {
     return this.#withLock(tenant, async () => {
       const keys = await this.#loadOrCreate(tenant);
-      await this.#rotate(tenant, keys.activeVersion);
+      const outcome = await this.#store.rotateDataKey(tenant, keys.activeVersion, this.#wrapDataKey(tenant, keys.activeVersion + 1), { event, minAgeMs });
+      if (outcome === 'too_soon') throw new VaultError('rate_limited', 'the data key was rotated moments ago; rotate again later');
       const reloaded = await this.#load(tenant);
       return reloaded!.activeVersion;
     });
@@ -144,55 +171,76 @@ export class Keyring {
     this.#tenants.delete(tenant);
   }
 
+  #fresh(tenant: string): TenantKeys | null {
+    const keys = this.#tenants.get(tenant);
+    return keys && Date.now() - keys.loadedAt < this.#reloadAfterMs ? keys : null;
+  }
+
   #takeFromLease(tenant: string, count: number): WriteKeys | null {
     const keys = this.#tenants.get(tenant);
     const lease = keys?.lease;
-    if (!keys || !lease || lease.remaining < count || lease.expiresAt <= Date.now()) return null;
+    const key = lease ? keys.dataKeys.get(lease.version) : undefined;
+    if (!keys || !lease || !key || lease.remaining < count || lease.expiresAt <= Date.now()) return null;
     lease.remaining -= count;
-    return { version: lease.version, key: keys.dataKeys.get(lease.version)!, fingerprintKey: keys.fingerprintKey };
+    return { version: lease.version, key, fingerprintKey: keys.fingerprintKey };
   }
 
-  async #rotate(tenant: string, fromVersion: number): Promise<void> {
-    const next = this.#masterKeys.wrap(tenant, 'data', fromVersion + 1, randomBytes(KEY_BYTES));
-    await this.#store.rotateDataKey(tenant, fromVersion, next);
+  #wrapDataKey(tenant: string, version: number): WrappedKey {
+    return this.#masterKeys.wrap(tenant, 'data', version, randomBytes(KEY_BYTES));
   }
 
   async #loadOrCreate(tenant: string): Promise<TenantKeys> {
     const loaded = await this.#load(tenant);
     if (loaded) return loaded;
-    await this.#store.createTenantKeys(
-      tenant,
-      this.#masterKeys.wrap(tenant, 'fingerprint', 0, randomBytes(KEY_BYTES)),
-      this.#masterKeys.wrap(tenant, 'data', 1, randomBytes(KEY_BYTES)),
-    );
+    await this.#store.createTenantKeys(tenant, this.#masterKeys.wrap(tenant, 'fingerprint', 0, randomBytes(KEY_BYTES)), this.#wrapDataKey(tenant, 1));
     const created = await this.#load(tenant);
     if (!created) throw new Error('tenant keys vanished right after creation');
     return created;
   }
 
+  /** Re-reads the tenant: its active version, and which cached versions still exist. Unwraps only what is new. */
   async #load(tenant: string): Promise<TenantKeys | null> {
-    const record = await this.#store.loadTenantKeys(tenant);
+    const previous = this.#tenants.get(tenant);
+    const record = await this.#store.loadTenant(tenant, previous ? [...previous.dataKeys.keys()] : []);
     if (!record) {
       this.#tenants.delete(tenant);
       return null;
     }
     const dataKeys = new Map<number, Buffer>();
-    let activeVersion = 0;
-    for (const dataKey of record.dataKeys) {
-      if (dataKey.state === 'destroyed' || !dataKey.wrapped) continue;
-      dataKeys.set(dataKey.version, this.#masterKeys.unwrap(tenant, 'data', dataKey.version, dataKey.wrapped));
-      if (dataKey.state === 'active') activeVersion = dataKey.version;
+    for (const { version } of record.kept) {
+      const key = previous?.dataKeys.get(version);
+      if (key) dataKeys.set(version, key);
     }
-    const previous = this.#tenants.get(tenant);
+    if (!dataKeys.has(record.active.version)) dataKeys.set(record.active.version, this.#masterKeys.unwrap(tenant, 'data', record.active.version, record.active.wrapped));
+    const sameFingerprint = previous && previous.fingerprintWrapped.equals(record.fingerprint.blob);
     const keys: TenantKeys = {
       loadedAt: Date.now(),
-      fingerprintKey: this.#masterKeys.unwrap(tenant, 'fingerprint', 0, record.fingerprint),
-      activeVersion,
+      fingerprintWrapped: record.fingerprint.blob,
+      fingerprintKey: sameFingerprint ? previous.fingerprintKey : this.#masterKeys.unwrap(tenant, 'fingerprint', 0, record.fingerprint),
+      activeVersion: record.active.version,
       dataKeys,
-      lease: previous?.lease && previous.lease.version === activeVersion ? previous.lease : null,
+      lease: previous?.lease && previous.lease.version === record.active.version ? previous.lease : null,
     };
+    this.#tenants.delete(tenant);
+    if (this.#tenants.size >= MAX_TENANTS) this.#tenants.delete(this.#tenants.keys().next().value!);
     this.#tenants.set(tenant, keys);
     return keys;
+  }
+
+  async #unwrapVersion(tenant: string, version: number): Promise<Buffer | null> {
+    const keys = this.#tenants.get(tenant) ?? (await this.#load(tenant));
+    if (!keys) return null;
+    const cached = keys.dataKeys.get(version);
+    if (cached) return cached;
+    const wrapped = await this.#store.loadDataKey(tenant, version);
+    if (!wrapped) return null;
+    const key = this.#masterKeys.unwrap(tenant, 'data', version, wrapped);
+    if (keys.dataKeys.size >= MAX_VERSIONS_PER_TENANT) {
+      const oldest = [...keys.dataKeys.keys()].find((v) => v !== keys.activeVersion);
+      if (oldest !== undefined) keys.dataKeys.delete(oldest);
+    }
+    keys.dataKeys.set(version, key);
+    return key;
   }
 
   async #withLock<T>(tenant: string, fn: () => Promise<T>): Promise<T> {

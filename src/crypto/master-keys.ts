@@ -9,7 +9,8 @@ export interface MasterKey {
   key: Buffer;
 }
 
-export type KeyPurpose = 'data' | 'fingerprint';
+/** What a wrapped key is for; bound into its AAD. The audit key is the vault's own, under the tenant ''. */
+export type KeyPurpose = 'data' | 'fingerprint' | 'audit';
 
 export interface WrappedKey {
   kekId: string;

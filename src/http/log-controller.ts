@@ -1,5 +1,5 @@
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
-import { safeErrorFields } from '../store/db.js';
+import { safeErrorFields } from '../logger.js';
 
 /**
  * The vault's whole request-logging policy: one line per request with the route pattern (never the URL, whose

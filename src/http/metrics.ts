@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Db } from '../store/db.js';
+import { DATA_KEY_STATES } from '../crypto/keyring.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -39,7 +39,14 @@ function createMetrics(registry: Registry) {
   };
 }
 
-async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryptions: number; auditAppendedApart?: () => number }) {
+export interface MetricsOptions {
+  keyMaxEncryptions: number;
+  /** Pool use of the database. */
+  pool: () => { total: number; idle: number; waiting: number };
+  keyStats: () => Promise<{ states: Map<string, number>; maxActiveEncryptions: number }>;
+}
+
+async function metrics(app: FastifyInstance, options: MetricsOptions) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'phonevault_' });
   app.decorate('metrics', createMetrics(registry));
@@ -50,21 +57,23 @@ async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryption
     labelNames: ['state'] as const,
     registers: [registry],
     collect() {
-      const stats = options.db.stats();
+      const stats = options.pool();
       this.set({ state: 'total' }, stats.total);
       this.set({ state: 'idle' }, stats.idle);
       this.set({ state: 'waiting' }, stats.waiting);
     },
   });
+  // One query for both key gauges per scrape.
+  let keyStats: Promise<{ states: Map<string, number>; maxActiveEncryptions: number }> | null = null;
+  const stats = () => (keyStats ??= options.keyStats().finally(() => setImmediate(() => (keyStats = null))));
   new Gauge({
     name: 'phonevault_data_keys',
     help: 'Data key versions by state',
     labelNames: ['state'] as const,
     registers: [registry],
     async collect() {
-      const result = await options.db.query<{ state: string; n: string }>('SELECT state, count(*) AS n FROM data_keys GROUP BY state');
-      for (const state of ['active', 'retired', 'destroyed']) this.set({ state }, 0);
-      for (const row of result.rows) this.set({ state: row.state }, Number(row.n));
+      const { states } = await stats();
+      for (const state of DATA_KEY_STATES) this.set({ state }, states.get(state) ?? 0);
     },
   });
   new Gauge({
@@ -72,19 +81,7 @@ async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryption
     help: 'The largest encryption count of any active data key, as a share of VAULT_KEY_MAX_ENCRYPTIONS',
     registers: [registry],
     async collect() {
-      const result = await options.db.query<{ top: string | null }>(`SELECT max(encryptions) AS top FROM data_keys WHERE state = 'active'`);
-      this.set(Number(result.rows[0]?.top ?? 0) / options.keyMaxEncryptions);
-    },
-  });
-
-  new Counter({
-    name: 'phonevault_audit_appended_apart_total',
-    help: 'Flushes whose audit events were appended on their own, not in their read or insert, because that statement failed',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc({ reason: 'failed' }, options.auditAppendedApart?.() ?? 0);
+      this.set((await stats()).maxActiveEncryptions / options.keyMaxEncryptions);
     },
   });
 
@@ -95,10 +92,10 @@ async function metrics(app: FastifyInstance, options: { db: Db; keyMaxEncryption
     );
   });
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { schema: { hide: true }, onRequest: app.throttleByIp }, async (_request, reply) => {
     reply.type(registry.contentType);
     return registry.metrics();
   });
 }
 
-export default fp(metrics, { name: 'phonevault-metrics', fastify: '5.x' });
+export default fp(metrics, { name: 'phonevault-metrics', fastify: '5.x', dependencies: ['phonevault-throttle'] });

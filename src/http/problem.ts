@@ -1,7 +1,9 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { isVaultError, type ErrorCode } from '../errors.js';
-import { safeErrorFields, StorageUnavailableError } from '../store/db.js';
+import { safeErrorFields } from '../logger.js';
+import { AuditUnavailable } from '../store/audit-log.js';
+import { StorageUnavailableError } from '../store/db.js';
 
 /** The one place where an error code becomes an HTTP status and a title. */
 const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
@@ -9,9 +11,11 @@ const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   invalid_json: { status: 400, title: 'Malformed JSON' },
   invalid_phone: { status: 400, title: 'Invalid phone number' },
   invalid_country: { status: 400, title: 'Invalid country' },
+  invalid_purpose: { status: 400, title: 'Invalid purpose' },
   unauthorized: { status: 401, title: 'Unauthorized' },
   insufficient_scope: { status: 403, title: 'Insufficient scope' },
   not_found: { status: 404, title: 'Not found' },
+  uri_too_long: { status: 414, title: 'URI too long' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   rate_limited: { status: 429, title: 'Too many requests' },
@@ -19,18 +23,13 @@ const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   internal_error: { status: 500, title: 'Internal error' },
 };
 
-declare module 'fastify' {
-  interface FastifyReply {
-    /** The problem code this reply carried, for the request's log line. */
-    errorCode: ErrorCode | null;
-  }
-}
-
 export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string): FastifyReply {
   const { status, title } = PROBLEMS[code];
   reply.errorCode = code;
   return reply
     .code(status)
+    .header('cache-control', 'no-store')
+    .header('x-request-id', reply.request.id)
     .type('application/problem+json')
     .send({ type: `urn:phonevault:problem:${code}`, title, status, code, detail, instance: `urn:phonevault:request:${reply.request.id}` });
 }
@@ -71,6 +70,11 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
     }
     if (status === 404) return sendProblem(reply, 'not_found', 'no such resource');
     return sendProblem(reply, 'invalid_request', 'the request is malformed');
+  }
+  if (error instanceof AuditUnavailable) {
+    request.log.error({ err: safeErrorFields(error.reason) }, 'audit trail not written; nothing answered or changed');
+    reply.header('retry-after', '1');
+    return sendProblem(reply, 'unavailable', 'the audit trail cannot be written; nothing was returned or changed');
   }
   if (error instanceof StorageUnavailableError) {
     request.log.warn({ err: safeErrorFields(error) }, 'storage unavailable');

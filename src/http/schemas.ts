@@ -1,9 +1,14 @@
 import { z } from 'zod';
 import { TOKEN_PATTERN } from '../crypto/tokens.js';
-import { MAX_PHONE_INPUT } from '../phone/parse.js';
+import { LINE_TYPES, MAX_PHONE_INPUT } from '../phone/parse.js';
+import { isSafeText } from '../text.js';
 
 /** Request and response shapes; unknown fields are refused on the way in and dropped on the way out. */
-export const phoneField = z.string().min(1).max(MAX_PHONE_INPUT).describe('A phone number in any common format');
+
+/** Text from a request: bounded, and never a control character, a line separator or a lone surrogate. */
+export const safeText = (max: number) => z.string().min(1).max(max).refine(isSafeText, { message: 'holds characters the vault does not accept' });
+
+export const phoneField = safeText(MAX_PHONE_INPUT).describe('A phone number in any common format');
 export const countryField = z
   .string()
   .regex(/^[A-Za-z]{2}$/)
@@ -11,10 +16,7 @@ export const countryField = z
 export const tokenField = z.string().regex(TOKEN_PATTERN).describe('An opaque vault token');
 const TEN_YEARS = 10 * 365 * 24 * 3600;
 export const ttlField = z.int().min(1).max(TEN_YEARS).describe('Seconds until the token expires');
-export const lineTypeField = z.enum([
-  'fixed_line', 'mobile', 'fixed_line_or_mobile', 'toll_free', 'premium_rate', 'shared_cost',
-  'voip', 'personal_number', 'pager', 'uan', 'voicemail', 'unknown',
-]);
+export const lineTypeField = z.enum(LINE_TYPES);
 export const itemErrorSchema = z.object({ code: z.string(), detail: z.string() });
 
 export const problemSchema = z.object({

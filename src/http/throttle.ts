@@ -2,18 +2,20 @@ import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
-import type { RateLimit, RateLimitClass, RateLimitsConfig } from '../config.js';
+import type { RateLimit, RateLimitClass, RateLimitsConfig } from '../config/index.js';
 import { isVaultError, VaultError } from '../errors.js';
-import { createMemoryItemBudget, createRedisItemBudget } from './item-budget.js';
+import { createMemoryCounters, createRedisCounters, type Counters } from './counters.js';
 
 type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** onRequest, after identify: a client's budget for one class of calls, or the caller's IP when unverified. */
+    /** A client's budget for one class of calls, or its IP's unauthenticated budget when unverified. */
     throttle: (limitClass: RateLimitClass) => Hook;
-    /** For answers to unauthenticated requests (404s): throttled by IP only. */
+    /** The IP's unauthenticated budget, for routes that take no credential (404s, docs, metrics). */
     throttleByIp: Hook;
+    /** Spends one of the IP's unauthenticated budget outside any route (framework errors); false when spent. */
+    spendIpBudget: (request: FastifyRequest) => Promise<boolean>;
     /** Spends `items` of the client's detokenize item budget, or answers 429. */
     spendDetokenizeItems: (request: FastifyRequest, reply: FastifyReply, items: number) => Promise<void>;
   }
@@ -25,26 +27,46 @@ export interface ThrottleOptions {
   redis?: Redis | undefined;
 }
 
-const clientKey = (request: FastifyRequest) => `${request.identity!.tenant}/${request.identity!.client}`;
 const retryIn = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
 
-function rateLimited(_request: FastifyRequest, context: { ttl: number }) {
-  return new VaultError('rate_limited', `rate limit reached; retry in ${retryIn(context.ttl)} s`);
-}
+// Keys name the class and the client (length-prefixed, so that no tenant/sub pair collides with another's), or
+// the IP: one budget per class and client, and one per IP, whichever route spends it.
+const clientKey = (prefix: string, request: FastifyRequest) => `${prefix}:${request.identity!.tenant.length}:${request.identity!.tenant}:${request.identity!.client}`;
+const ipKey = (request: FastifyRequest) => `ip:${request.ip}`;
 
 const storeDown = () => new VaultError('unavailable', 'the throttling store is unreachable; retry shortly');
 
+/**
+ * One store of counters for every route, so that a budget is the same whichever route spends it: the plugin's own
+ * stores are one per route in memory and one per key in Redis. Same answers in memory and in Redis (counters.ts).
+ */
+function sharedStore(counters: Counters) {
+  const store = {
+    incr(key: string, done: (error: Error | null, result?: { current: number; ttl: number }) => void, timeWindow: number) {
+      counters.add(key, 1, timeWindow).then(
+        ({ count, resetMs }) => done(null, { current: count, ttl: resetMs }),
+        (error: Error) => done(error),
+      );
+    },
+    child: () => store,
+  };
+  // The plugin constructs its store with `new`; a constructor that returns an object hands back that object.
+  return function SharedStore() {
+    return store;
+  };
+}
+
 async function throttle(app: FastifyInstance, options: ThrottleOptions) {
   const { limits, redis } = options;
+  const counters = redis ? createRedisCounters(redis) : createMemoryCounters();
   await app.register(rateLimit, {
     global: false,
-    errorResponseBuilder: rateLimited,
-    ...(redis ? { redis, nameSpace: 'phonevault-rl:' } : {}),
+    store: sharedStore(counters) as never,
+    errorResponseBuilder: (_request, context) => new VaultError('rate_limited', `rate limit reached; retry in ${retryIn(context.ttl)} s`),
   });
 
-  const ipKey = (request: FastifyRequest) => `ip:${request.ip}`;
   const limitOf = (request: FastifyRequest, limitClass: RateLimitClass): RateLimit =>
-    request.identity ? (limits.perClient[clientKey(request)]?.classes[limitClass] ?? limits[limitClass]) : limits.unauthenticated;
+    request.identity ? (limits.perClient[`${request.identity.tenant}/${request.identity.client}`]?.classes[limitClass] ?? limits[limitClass]) : limits.unauthenticated;
 
   /** A store failure fails closed (503) unless the class is configured to fail open. */
   const guarded = (hook: Hook, failOpen: boolean): Hook =>
@@ -64,9 +86,7 @@ async function throttle(app: FastifyInstance, options: ThrottleOptions) {
   app.decorate('throttle', (limitClass: RateLimitClass) =>
     guarded(
       app.rateLimit({
-        // Length-prefixed, so that no tenant/sub pair can collide with another's key.
-        keyGenerator: (request) =>
-          request.identity ? `${limitClass}:${request.identity.tenant.length}:${request.identity.tenant}:${request.identity.client}` : ipKey(request),
+        keyGenerator: (request) => (request.identity ? clientKey(`rl:${limitClass}`, request) : ipKey(request)),
         max: (request) => limitOf(request, limitClass).max,
         timeWindow: (request) => limitOf(request, limitClass).windowMs,
       }),
@@ -76,18 +96,25 @@ async function throttle(app: FastifyInstance, options: ThrottleOptions) {
 
   app.decorate('throttleByIp', guarded(app.rateLimit({ keyGenerator: ipKey, max: limits.unauthenticated.max, timeWindow: limits.unauthenticated.windowMs }), true));
 
-  const budget = redis ? createRedisItemBudget(redis) : createMemoryItemBudget();
+  app.decorate('spendIpBudget', async (request: FastifyRequest) => {
+    try {
+      return (await counters.add(ipKey(request), 1, limits.unauthenticated.windowMs)).count <= limits.unauthenticated.max;
+    } catch {
+      return true;
+    }
+  });
+
   app.decorate('spendDetokenizeItems', async (request: FastifyRequest, reply: FastifyReply, items: number) => {
-    const limit = limits.perClient[clientKey(request)]?.detokenizeItems ?? limits.detokenizeItems;
     const identity = request.identity!;
+    const limit = limits.perClient[`${identity.tenant}/${identity.client}`]?.detokenizeItems ?? limits.detokenizeItems;
     let spent;
     try {
-      spent = await budget.spend(`detokenize:${identity.tenant.length}:${identity.tenant}:${identity.client}`, items, limit);
+      spent = await counters.spend(clientKey('items:detokenize', request), items, limit.max, limit.windowMs);
     } catch {
       throw storeDown();
     }
     reply.header('x-ratelimit-items-limit', limit.max);
-    reply.header('x-ratelimit-items-remaining', spent.remaining);
+    reply.header('x-ratelimit-items-remaining', Math.max(0, limit.max - spent.count));
     reply.header('x-ratelimit-items-reset', retryIn(spent.resetMs));
     if (!spent.allowed) {
       reply.header('retry-after', retryIn(spent.resetMs));
@@ -96,4 +123,4 @@ async function throttle(app: FastifyInstance, options: ThrottleOptions) {
   });
 }
 
-export default fp(throttle, { name: 'phonevault-throttle', fastify: '5.x', dependencies: ['phonevault-auth'] });
+export default fp(throttle, { name: 'phonevault-throttle', fastify: '5.x', dependencies: ['phonevault-request-state', 'phonevault-auth'] });

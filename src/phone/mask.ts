@@ -15,10 +15,13 @@ export function callingCodeOf(e164: string): string {
   throw new Error('not an E.164 number with a known calling code');
 }
 
-/** `+` and the calling code stay, and the last 4 digits (2 when the national number is under 8); the rest is `*`. */
+/**
+ * `+` and the calling code stay, and the last 4 digits of the national number — 2 when it is under 8 digits, 1
+ * when it has 5 or fewer, so that a mask never shows most of a short number; the rest is `*`.
+ */
 export function maskPhone(e164: string): string {
   const callingCode = callingCodeOf(e164);
   const national = e164.slice(1 + callingCode.length);
-  const keep = national.length < 8 ? 2 : 4;
+  const keep = national.length <= 5 ? 1 : national.length < 8 ? 2 : 4;
   return `+${callingCode}${'*'.repeat(national.length - keep)}${national.slice(-keep)}`;
 }

@@ -1,16 +1,17 @@
 /**
- * Coalesces concurrent jobs into shared round trips: a job that arrives while the database is busy waits for the
- * next flush and rides along with every other job that arrived meanwhile; a job that arrives when nothing is in
- * flight goes out at once, so an idle vault adds no wait. Each flush runs `run` over the jobs it took; when a
- * shared flush fails, its jobs are retried one by one, so that one job's failure never fails another.
+ * Coalesces concurrent jobs of one tenant into shared round trips: a job that arrives while its tenant's previous
+ * flush is in flight waits for the next and rides along with every other job of that tenant that arrived
+ * meanwhile; a job that finds nothing in flight goes out at once, so an idle vault adds no wait. Tenants never
+ * share a flush, so that every statement touches one tenant (and a distributed Postgres routes it to one shard),
+ * and one tenant's flushes never wait for another's. Large jobs queue like small ones: one flush in flight per
+ * tenant is what lets each chain its audit events from the head the previous one left (src/store/audit-log.ts).
+ * A flush that fails fails its jobs: they were one statement.
  */
-export interface BatcherOptions {
-  /** Flushes allowed in flight at once (each holds one connection). */
-  maxInFlight: number;
+export interface BatcherOptions<J> {
+  tenantOf: (job: J) => string;
+  sizeOf: (job: J) => number;
   /** Items (rows) per flush; a single job larger than this still goes alone. */
   maxItems: number;
-  /** A job this large already amortises its round trip: it goes out at once, alone, never queued. */
-  directItems?: number;
 }
 
 interface Pending<J, R> {
@@ -20,45 +21,56 @@ interface Pending<J, R> {
   reject: (error: unknown) => void;
 }
 
-export function createBatcher<J, R>(run: (jobs: J[]) => Promise<R[]>, sizeOf: (job: J) => number, options: BatcherOptions) {
-  const queue: Pending<J, R>[] = [];
-  let inFlight = 0;
+interface TenantQueue<J, R> {
+  waiting: Pending<J, R>[];
+  inFlight: boolean;
+}
 
-  async function flush(taken: Pending<J, R>[]): Promise<void> {
+export function createBatcher<J, R>(run: (tenant: string, jobs: J[]) => Promise<R[]>, options: BatcherOptions<J>) {
+  const queues = new Map<string, TenantQueue<J, R>>();
+
+  async function flush(tenant: string, taken: Pending<J, R>[]): Promise<void> {
     try {
-      const results = await run(taken.map((p) => p.job));
+      const results = await run(
+        tenant,
+        taken.map((p) => p.job),
+      );
       taken.forEach((p, index) => p.resolve(results[index]!));
     } catch (error) {
-      if (taken.length === 1) taken[0]!.reject(error);
-      else await Promise.all(taken.map((p) => flush([p])));
+      for (const p of taken) p.reject(error);
     }
   }
 
-  function pump(): void {
-    while (inFlight < options.maxInFlight && queue.length > 0) {
-      const taken: Pending<J, R>[] = [];
-      let items = 0;
-      while (queue.length > 0 && (taken.length === 0 || items + queue[0]!.size <= options.maxItems)) {
-        const next = queue.shift()!;
-        items += next.size;
-        taken.push(next);
-      }
-      inFlight++;
-      void flush(taken).finally(() => {
-        inFlight--;
-        pump();
-      });
+  function pump(tenant: string, queue: TenantQueue<J, R>): void {
+    if (queue.inFlight) return;
+    if (queue.waiting.length === 0) {
+      queues.delete(tenant);
+      return;
     }
+    const taken: Pending<J, R>[] = [];
+    let items = 0;
+    while (queue.waiting.length > 0 && (taken.length === 0 || items + queue.waiting[0]!.size <= options.maxItems)) {
+      const next = queue.waiting.shift()!;
+      items += next.size;
+      taken.push(next);
+    }
+    queue.inFlight = true;
+    void flush(tenant, taken).finally(() => {
+      queue.inFlight = false;
+      pump(tenant, queue);
+    });
   }
 
   return (job: J): Promise<R> =>
     new Promise<R>((resolve, reject) => {
-      const size = sizeOf(job);
-      if (options.directItems !== undefined && size >= options.directItems) {
-        void flush([{ job, size, resolve, reject }]);
-        return;
+      const size = options.sizeOf(job);
+      const tenant = options.tenantOf(job);
+      let queue = queues.get(tenant);
+      if (!queue) {
+        queue = { waiting: [], inFlight: false };
+        queues.set(tenant, queue);
       }
-      queue.push({ job, size, resolve, reject });
-      pump();
+      queue.waiting.push({ job, size, resolve, reject });
+      pump(tenant, queue);
     });
 }

@@ -1,12 +1,12 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { safeErrorFields } from '../logger.js';
 
 export interface QueryResult<R> {
   rows: R[];
   rowCount: number;
 }
 
-/** The one surface the repositories use, so that another Postgres (an embedded one) can stand in for pg. */
 export interface QueryOptions {
   /**
    * Prepares the statement once per connection under this name and then only binds and executes it: no
@@ -15,14 +15,28 @@ export interface QueryOptions {
   prepare?: string;
 }
 
+/** The one surface the repositories use, so that another Postgres (an embedded one) can stand in for pg. */
 export interface Queryable {
   query<R = Record<string, unknown>>(text: string, values?: unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
 }
 
+export interface Transaction extends Queryable {
+  /**
+   * A statement sent with the COMMIT rather than before it (one round trip for both): its failure rolls the whole
+   * transaction back, and transact() then throws it. The promise is its own outcome, already observed.
+   */
+  beforeCommit(text: string, values: unknown[], options?: QueryOptions): Promise<unknown>;
+}
+
+export interface TransactOptions {
+  /** On the hot paths' connections: prepared statements always on their generic plan, queries pipelined. */
+  hot?: boolean;
+}
+
 export interface Db extends Queryable {
   /** Runs fn in one transaction: commit on success, rollback on any error, the connection always released. */
-  transact<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** Pool use, for readiness and metrics. */
+  transact<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactOptions): Promise<T>;
+  /** Pool use, for metrics. */
   stats(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
 }
@@ -32,13 +46,19 @@ export interface PgDbOptions {
   /** A schema to put first on the search_path (tests give each file its own). */
   schema?: string;
   max?: number;
-  statementTimeoutMs?: number;
+  /**
+   * How long a statement may take before the vault gives up on it. Short when serving, so that a database that
+   * accepts connections but answers nothing turns into 503s within about a second and a half; the maintenance
+   * commands, whose pages take longer, set more.
+   */
+  queryTimeoutMs?: number;
   logger?: Logger;
 }
 
 /**
- * The database could not be reached or dropped the connection: the request was not wrong, the storage is away.
- * The store classifies its own failures, so that no caller has to read a driver's message text.
+ * The database could not be reached, dropped the connection or did not answer in time: the request was not
+ * wrong, the storage is away. The store classifies its own failures, so that no caller has to read a driver's
+ * message text.
  */
 export class StorageUnavailableError extends Error {
   readonly code: string | undefined;
@@ -50,79 +70,142 @@ export class StorageUnavailableError extends Error {
   }
 }
 
-// SQLSTATE classes 08 (connection exception), 57P0x (shutdown, cannot connect now) and 53 (insufficient resources).
-const UNAVAILABLE_SQLSTATE = /^(08|57P0|53)/;
+// SQLSTATE classes 08 (connection exception), 57P0x (shutdown, cannot connect now), 57014 (statement timeout)
+// and 53 (insufficient resources).
+const UNAVAILABLE_SQLSTATE = /^(08|57P0|57014|53)/;
 
 /** A driver error becomes StorageUnavailableError unless Postgres itself answered with a SQLSTATE of its own. */
 export function classifyDriverError(error: unknown): unknown {
+  if (error instanceof StorageUnavailableError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
   if (sqlstate && !UNAVAILABLE_SQLSTATE.test(sqlstate)) return error;
   return new StorageUnavailableError(typeof code === 'string' ? code : undefined);
 }
 
-/** Only the SQLSTATE and class of a driver error: its message and detail can echo stored values. */
-export function safeErrorFields(error: unknown): { type: string; code?: string } {
-  const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
-  return { type: typeof name === 'string' ? name : 'Error', ...(typeof code === 'string' ? { code } : {}) };
+/**
+ * After the database stopped answering (a statement or a connection attempt ran into its timeout), every query
+ * fails at once for a short while instead of each waiting out its own timeout: queued behind the one that hung, a
+ * request would wait twice as long. A database that answers, even with an error, or a connection that drops, does
+ * not trip it. Then queries go through again, so recovery needs no restart.
+ */
+function createBreaker(openMs: number, hangMs: number) {
+  let openUntil = 0;
+  return {
+    check(): void {
+      if (Date.now() < openUntil) throw new StorageUnavailableError('breaker_open');
+    },
+    failed(error: unknown, startedAt: number): void {
+      if (error instanceof StorageUnavailableError && Date.now() - startedAt >= hangMs) openUntil = Date.now() + openMs;
+    },
+  };
 }
 
+/** Waits for every promise to settle, then throws the first failure: nothing is left running unobserved. */
+export const settleAll = async (promises: Array<Promise<unknown>>): Promise<void> => {
+  const results = await Promise.allSettled(promises);
+  const failure = results.find((result) => result.status === 'rejected');
+  if (failure) throw (failure as PromiseRejectedResult).reason;
+};
+
 export function createPgDb(options: PgDbOptions): Db {
-  const statementTimeout = options.statementTimeoutMs ?? 5_000;
+  const queryTimeout = options.queryTimeoutMs ?? 1_500;
+  const connectTimeout = 1_000;
+  const breaker = createBreaker(1_000, 0.9 * Math.min(connectTimeout, queryTimeout));
   const createPool = (settings: string[]) => {
     const created = new pg.Pool({
       connectionString: options.connectionString,
       max: options.max ?? 20,
-      // A database that does not answer fails requests (503) within about a second rather than holding them.
-      connectionTimeoutMillis: 1_000,
+      // Waiting for a connection, new or from a full pool, fails within a second rather than holding the request.
+      connectionTimeoutMillis: connectTimeout,
       idleTimeoutMillis: 30_000,
-      statement_timeout: statementTimeout,
-      query_timeout: statementTimeout + 1_000,
+      statement_timeout: queryTimeout,
+      query_timeout: queryTimeout + 250,
       idle_in_transaction_session_timeout: 10_000,
       application_name: 'phonevault',
+      // A transaction sends its statements without waiting for the one before (db.transact, src/store/audit-log.ts).
+      pipeline: true,
       ...(settings.length > 0 ? { options: settings.join(' ') } : {}),
-    });
+    } as pg.PoolConfig);
     // An idle connection that drops must not crash the process; the next query reconnects.
     created.on('error', (error) => options.logger?.warn({ err: safeErrorFields(error) }, 'idle database connection lost'));
     return created;
   };
   const schema = options.schema ? [`-c search_path=${options.schema}`] : [];
   const pool = createPool(schema);
-  // The hot paths' prepared statements run on connections of their own that always use the generic plan: they are
-  // written to need no per-call planning (their reads probe by key whatever the estimates), and left to choose,
-  // Postgres kept re-planning the audited read on every call — Postgres CPU per audited read ~47 µs, against ~27
-  // with the generic plan (24-read flushes, in-process). Every other query keeps the default choice.
-  let preparedPool: pg.Pool | null = null;
-  const prepared = () => (preparedPool ??= createPool([...schema, '-c plan_cache_mode=force_generic_plan']));
-  const pools = () => (preparedPool ? [pool, preparedPool] : [pool]);
+  // The hot paths run on connections of their own: their prepared statements are written to need no per-call
+  // planning (their reads probe by key whatever the estimates), and left to choose, Postgres re-planned them on
+  // every call.
+  let hotPool: pg.Pool | null = null;
+  const hot = () => (hotPool ??= createPool([...schema, '-c plan_cache_mode=force_generic_plan']));
+  const pools = () => (hotPool ? [pool, hotPool] : [pool]);
 
-  const query = async <R>(runner: pg.Pool | pg.PoolClient, text: string, values?: unknown[], options?: QueryOptions) => {
+  async function guarded<T>(run: () => Promise<T>): Promise<T> {
+    breaker.check();
+    const startedAt = Date.now();
     try {
-      const result = options?.prepare ? await runner.query({ name: options.prepare, text, values: values ?? [] }) : await runner.query(text, values);
-      return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+      return await run();
     } catch (error) {
-      throw classifyDriverError(error);
+      const classified = classifyDriverError(error);
+      breaker.failed(classified, startedAt);
+      throw classified;
     }
-  };
+  }
+
+  const send = <R>(client: pg.PoolClient, text: string, values?: unknown[], queryOptions?: QueryOptions) =>
+    guarded(async () => {
+      const result = queryOptions?.prepare ? await client.query({ name: queryOptions.prepare, text, values: values ?? [] }) : await client.query(text, values);
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+    });
 
   return {
-    query: (text, values, options) => query(options?.prepare ? prepared() : pool, text, values, options),
-    async transact(fn) {
-      const client = await pool.connect().catch((error: unknown) => {
-        throw classifyDriverError(error);
-      });
+    query: (text, values, queryOptions) =>
+      guarded(async () => {
+        const runner = queryOptions?.prepare ? hot() : pool;
+        const result = queryOptions?.prepare ? await runner.query({ name: queryOptions.prepare, text, values: values ?? [] }) : await runner.query(text, values);
+        return { rows: result.rows as never[], rowCount: result.rowCount ?? 0 };
+      }),
+
+    async transact(fn, transactOptions) {
+      const client = await guarded(() => (transactOptions?.hot ? hot() : pool).connect());
+      let destroy = false;
+      // A socket that dies mid-transaction fails every query in flight and is then reported here: unheard, the
+      // event would end the process. The connection is not reused.
+      const broken = () => {
+        destroy = true;
+      };
+      client.on('error', broken);
       try {
-        await client.query('BEGIN');
-        const result = await fn({ query: (text, values, options) => query(client, text, values, options) });
-        await client.query('COMMIT');
-        return result;
+        const deferred: Array<Promise<unknown>> = [];
+        const begun = send(client, 'BEGIN');
+        const tx: Transaction = {
+          query: (text, values, queryOptions) => send(client, text, values, queryOptions),
+          beforeCommit(text, values, queryOptions) {
+            const sent = send(client, text, values, queryOptions);
+            sent.catch(() => undefined);
+            deferred.push(sent);
+            return sent;
+          },
+        };
+        const result = fn(tx);
+        await settleAll([begun, result]);
+        // A COMMIT after a failed statement only rolls back; the statement's own error is what is thrown.
+        await settleAll([...deferred, send(client, 'COMMIT')]);
+        return await result;
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        const rolledBack = await client.query('ROLLBACK').then(
+          () => true,
+          () => false,
+        );
+        // A connection that timed out, dropped, or could not even roll back is destroyed, never reused.
+        destroy ||= !rolledBack || error instanceof StorageUnavailableError;
         throw error;
       } finally {
-        client.release();
+        client.removeListener('error', broken);
+        client.release(destroy || undefined);
       }
     },
+
     stats: () =>
       pools().reduce((sum, each) => ({ total: sum.total + each.totalCount, idle: sum.idle + each.idleCount, waiting: sum.waiting + each.waitingCount }), {
         total: 0,

@@ -1,4 +1,4 @@
-import type { Db, QueryResult, Queryable } from './db.js';
+import { settleAll, type Db, type QueryResult, type Queryable } from './db.js';
 
 interface PgliteResult {
   rows: Record<string, unknown>[];
@@ -45,7 +45,23 @@ export async function createEmbeddedDb(dataDir: string): Promise<Db> {
   const direct = queryable(pglite);
   return {
     query: (text, values) => direct.query(text, values),
-    transact: (fn) => pglite.transaction((tx) => fn(queryable(tx))),
+    transact: (fn) =>
+      pglite.transaction(async (tx) => {
+        const runner = queryable(tx);
+        // One query at a time here: the statements meant to travel with the COMMIT simply run last.
+        const deferred: Array<Promise<unknown>> = [];
+        const result = await fn({
+          query: runner.query,
+          beforeCommit: (text, values, options) => {
+            const sent = runner.query(text, values, options);
+            sent.catch(() => undefined);
+            deferred.push(sent);
+            return sent;
+          },
+        });
+        await settleAll(deferred);
+        return result;
+      }),
     stats: () => ({ total: 1, idle: 1, waiting: 0 }),
     close: () => pglite.close(),
   };

@@ -1,37 +1,40 @@
-import type { DataKeyRecord, DataKeyState, KeyStore, TenantKeysRecord } from '../crypto/keyring.js';
-import type { WrappedKey } from '../crypto/master-keys.js';
-import type { Db } from './db.js';
+import type { DataKeyState, KeyStore, RotateOutcome, TenantKeysRecord } from '../crypto/keyring.js';
+import type { KeyPurpose, WrappedKey } from '../crypto/master-keys.js';
+import type { AuditLog } from './audit-log.js';
+import type { Db, Queryable } from './db.js';
 
-interface DataKeyRow {
-  version: number;
-  state: DataKeyState;
-  kek_id: string | null;
-  wrapped_key: Buffer | null;
-}
-
-export function createKeysRepository(db: Db): KeyStore {
+/** The keyring's storage; a rotation commits its audit event with it, or does not happen. */
+export function createKeysRepository(db: Db, auditLog: AuditLog): KeyStore {
   return {
-    async loadTenantKeys(tenant): Promise<TenantKeysRecord | null> {
+    async loadTenant(tenant, versions): Promise<TenantKeysRecord | null> {
       const tenantRow = await db.query<{ fingerprint_kek_id: string; fingerprint_key: Buffer }>(
         'SELECT fingerprint_kek_id, fingerprint_key FROM tenant_keys WHERE tenant_id = $1',
         [tenant],
       );
       const first = tenantRow.rows[0];
       if (!first) return null;
-      const keys = await db.query<DataKeyRow>(
-        'SELECT version, state, kek_id, wrapped_key FROM data_keys WHERE tenant_id = $1 ORDER BY version',
-        [tenant],
+      // The active version, and of the versions the caller holds unwrapped, those not destroyed: never all versions.
+      const keys = await db.query<{ version: number; state: DataKeyState; kek_id: string; wrapped_key: Buffer }>(
+        `SELECT version, state, kek_id, wrapped_key FROM data_keys
+         WHERE tenant_id = $1 AND state <> 'destroyed' AND (state = 'active' OR version = ANY($2::int[]))`,
+        [tenant, versions],
       );
+      const active = keys.rows.find((row) => row.state === 'active');
+      if (!active) return null;
       return {
         fingerprint: { kekId: first.fingerprint_kek_id, blob: first.fingerprint_key },
-        dataKeys: keys.rows.map(
-          (row): DataKeyRecord => ({
-            version: row.version,
-            state: row.state,
-            wrapped: row.kek_id && row.wrapped_key ? { kekId: row.kek_id, blob: row.wrapped_key } : null,
-          }),
-        ),
+        active: { version: active.version, wrapped: { kekId: active.kek_id, blob: active.wrapped_key } },
+        kept: keys.rows.map((row) => ({ version: row.version, wrapped: { kekId: row.kek_id, blob: row.wrapped_key } })),
       };
+    },
+
+    async loadDataKey(tenant, version) {
+      const result = await db.query<{ kek_id: string; wrapped_key: Buffer }>(
+        `SELECT kek_id, wrapped_key FROM data_keys WHERE tenant_id = $1 AND version = $2 AND state <> 'destroyed'`,
+        [tenant, version],
+      );
+      const row = result.rows[0];
+      return row ? { kekId: row.kek_id, blob: row.wrapped_key } : null;
     },
 
     async createTenantKeys(tenant, fingerprint: WrappedKey, firstDataKey: WrappedKey) {
@@ -58,22 +61,33 @@ export function createKeysRepository(db: Db): KeyStore {
       return result.rowCount === 1;
     },
 
-    async rotateDataKey(tenant, fromVersion, next) {
-      await db.transact(async (tx) => {
-        const retired = await tx.query(
+    rotateDataKey: (tenant, fromVersion, next, { event, minAgeMs }) =>
+      auditLog.commit(tenant, async (tx) => {
+        const retired = await tx.query<{ too_soon: boolean }>(
           `UPDATE data_keys SET state = 'retired', retired_at = now()
-           WHERE tenant_id = $1 AND version = $2 AND state = 'active'`,
-          [tenant, fromVersion],
+           WHERE tenant_id = $1 AND version = $2 AND state = 'active'
+           RETURNING created_at > now() - make_interval(secs => $3::double precision / 1000) AS too_soon`,
+          [tenant, fromVersion, minAgeMs],
         );
-        if (retired.rowCount === 0) return;
-        await tx.query(
-          `INSERT INTO data_keys (tenant_id, version, kek_id, wrapped_key, state) VALUES ($1, $2, $3, $4, 'active')`,
-          [tenant, fromVersion + 1, next.kekId, next.blob],
-        );
-      });
-    },
+        const row = retired.rows[0];
+        if (!row) return { value: 'not_active' as RotateOutcome, events: [] };
+        // Refused: the UPDATE above is rolled back with the transaction.
+        if (row.too_soon) throw new RotationTooSoon();
+        await tx.query(`INSERT INTO data_keys (tenant_id, version, kek_id, wrapped_key, state) VALUES ($1, $2, $3, $4, 'active')`, [
+          tenant,
+          fromVersion + 1,
+          next.kekId,
+          next.blob,
+        ]);
+        return { value: 'rotated' as RotateOutcome, events: [event] };
+      }).catch((error: unknown) => {
+        if (error instanceof RotationTooSoon) return 'too_soon' as const;
+        throw error;
+      }),
   };
 }
+
+class RotationTooSoon extends Error {}
 
 export interface DataKeyInfo {
   version: number;
@@ -88,7 +102,7 @@ export type DestroyOutcome = 'destroyed' | 'not_found' | 'active' | 'in_use' | '
 
 export interface WrappedKeyRow {
   tenant: string;
-  purpose: 'fingerprint' | 'data';
+  purpose: KeyPurpose;
   version: number;
   wrapped: WrappedKey;
 }
@@ -96,60 +110,92 @@ export interface WrappedKeyRow {
 /** How long a retired version must rest before it may be destroyed: longer than any encryption lease. */
 export const DESTROY_GRACE_SECONDS = 30;
 
-/** Key administration: listing, destroying, re-wrapping under a new master key, shredding a tenant. */
+// Key administration. The functions that take a Queryable run inside the use-case's audited transaction.
+
+/** A page of the tenant's versions, in version order after `afterVersion`. */
+export async function listVersions(q: Queryable, tenant: string, page: { afterVersion: number; limit: number }): Promise<DataKeyInfo[]> {
+  const result = await q.query<{ version: number; state: DataKeyState; encryptions: string; created_at: Date; retired_at: Date | null; destroyed_at: Date | null }>(
+    `SELECT version, state, encryptions, created_at, retired_at, destroyed_at FROM data_keys
+     WHERE tenant_id = $1 AND version > $2 ORDER BY version LIMIT $3`,
+    [tenant, page.afterVersion, page.limit],
+  );
+  return result.rows.map((row) => ({
+    version: row.version,
+    state: row.state,
+    encryptions: Number(row.encryptions),
+    createdAt: row.created_at,
+    retiredAt: row.retired_at,
+    destroyedAt: row.destroyed_at,
+  }));
+}
+
+/**
+ * Destroys a retired version's key material, in one statement that also checks no token still needs it and
+ * that it has been retired longer than any lease another instance could still be encrypting under.
+ */
+export async function destroyVersion(q: Queryable, tenant: string, version: number): Promise<DestroyOutcome> {
+  const result = await q.query(
+    `UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, kek_id = NULL, destroyed_at = now()
+     WHERE tenant_id = $1 AND version = $2 AND state = 'retired'
+       AND retired_at < now() - make_interval(secs => $3)
+       AND NOT EXISTS (SELECT 1 FROM tokens WHERE tenant_id = $1 AND key_version = $2)`,
+    [tenant, version, DESTROY_GRACE_SECONDS],
+  );
+  if (result.rowCount === 1) return 'destroyed';
+  const why = await q.query<{ state: DataKeyState; in_use: boolean }>(
+    `SELECT state, EXISTS (SELECT 1 FROM tokens WHERE tenant_id = $1 AND key_version = $2) AS in_use
+     FROM data_keys WHERE tenant_id = $1 AND version = $2`,
+    [tenant, version],
+  );
+  const row = why.rows[0];
+  if (!row) return 'not_found';
+  if (row.state === 'active') return 'active';
+  if (row.state === 'destroyed') return 'already_destroyed';
+  return row.in_use ? 'in_use' : 'too_recent';
+}
+
+/** Crypto-shreds a tenant: its keys go in one statement, which makes every row of it unreadable at once. */
+export async function destroyTenantKeys(q: Queryable, tenant: string): Promise<number> {
+  const versions = await q.query<{ n: string }>('SELECT count(*) AS n FROM data_keys WHERE tenant_id = $1', [tenant]);
+  await q.query('DELETE FROM tenant_keys WHERE tenant_id = $1', [tenant]);
+  return Number(versions.rows[0]?.n ?? 0);
+}
+
+/** The maintenance commands' view of every tenant's keys: listing tenants and re-wrapping under a new master key. */
 export function createKeyAdministration(db: Db) {
   return {
-    async listVersions(tenant: string): Promise<DataKeyInfo[]> {
-      const result = await db.query<{ version: number; state: DataKeyState; encryptions: string; created_at: Date; retired_at: Date | null; destroyed_at: Date | null }>(
-        `SELECT version, state, encryptions, created_at, retired_at, destroyed_at FROM data_keys WHERE tenant_id = $1 ORDER BY version`,
-        [tenant],
-      );
-      return result.rows.map((row) => ({
-        version: row.version,
-        state: row.state,
-        encryptions: Number(row.encryptions),
-        createdAt: row.created_at,
-        retiredAt: row.retired_at,
-        destroyedAt: row.destroyed_at,
-      }));
-    },
-
-    /**
-     * Destroys a retired version's key material, in one statement that also checks no token still needs it
-     * and that it has been retired longer than any lease another instance could still be encrypting under.
-     */
-    async destroyVersion(tenant: string, version: number): Promise<DestroyOutcome> {
-      const result = await db.query(
-        `UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, kek_id = NULL, destroyed_at = now()
-         WHERE tenant_id = $1 AND version = $2 AND state = 'retired'
-           AND retired_at < now() - make_interval(secs => $3)
-           AND NOT EXISTS (SELECT 1 FROM tokens WHERE tenant_id = $1 AND key_version = $2)`,
-        [tenant, version, DESTROY_GRACE_SECONDS],
-      );
-      if (result.rowCount === 1) return 'destroyed';
-      const why = await db.query<{ state: DataKeyState; recent: boolean; in_use: boolean }>(
-        `SELECT state, retired_at >= now() - make_interval(secs => $3) AS recent,
-                EXISTS (SELECT 1 FROM tokens WHERE tenant_id = $1 AND key_version = $2) AS in_use
-         FROM data_keys WHERE tenant_id = $1 AND version = $2`,
-        [tenant, version, DESTROY_GRACE_SECONDS],
-      );
-      const row = why.rows[0];
-      if (!row) return 'not_found';
-      if (row.state === 'active') return 'active';
-      if (row.state === 'destroyed') return 'already_destroyed';
-      return row.in_use ? 'in_use' : 'too_recent';
-    },
-
     async listTenants(): Promise<string[]> {
       return (await db.query<{ tenant_id: string }>('SELECT tenant_id FROM tenant_keys ORDER BY tenant_id')).rows.map((row) => row.tenant_id);
     },
 
+    /** Versions per state and the largest encryption count of an active version, across tenants (metrics). */
+    async stats(): Promise<{ states: Map<string, number>; maxActiveEncryptions: number }> {
+      const result = await db.query<{ state: string; n: string; top: string | null }>(
+        `SELECT state, count(*) AS n, max(encryptions) FILTER (WHERE state = 'active') AS top FROM data_keys GROUP BY state`,
+      );
+      return {
+        states: new Map(result.rows.map((row) => [row.state, Number(row.n)])),
+        maxActiveEncryptions: Math.max(0, ...result.rows.map((row) => Number(row.top ?? 0))),
+      };
+    },
+
+    async activeVersion(tenant: string): Promise<number | null> {
+      return (await db.query<{ version: number }>(`SELECT version FROM data_keys WHERE tenant_id = $1 AND state = 'active'`, [tenant])).rows[0]?.version ?? null;
+    },
+
+    async hasKeys(tenant: string): Promise<boolean> {
+      return (await db.query('SELECT 1 FROM tenant_keys WHERE tenant_id = $1', [tenant])).rowCount > 0;
+    },
+
+    /** Every wrapped key (fingerprint, data and the vault's audit key) not wrapped by the master key `kekId`. */
     async wrappedNotUnder(kekId: string): Promise<WrappedKeyRow[]> {
-      const result = await db.query<{ tenant_id: string; purpose: 'fingerprint' | 'data'; version: number; kek_id: string; blob: Buffer }>(
+      const result = await db.query<{ tenant_id: string; purpose: KeyPurpose; version: number; kek_id: string; blob: Buffer }>(
         `SELECT tenant_id, 'fingerprint' AS purpose, 0 AS version, fingerprint_kek_id AS kek_id, fingerprint_key AS blob
          FROM tenant_keys WHERE fingerprint_kek_id <> $1
          UNION ALL
-         SELECT tenant_id, 'data', version, kek_id, wrapped_key FROM data_keys WHERE kek_id IS NOT NULL AND kek_id <> $1`,
+         SELECT tenant_id, 'data', version, kek_id, wrapped_key FROM data_keys WHERE kek_id IS NOT NULL AND kek_id <> $1
+         UNION ALL
+         SELECT '', 'audit', 1, kek_id, wrapped_key FROM audit_keys WHERE kek_id <> $1`,
         [kekId],
       );
       return result.rows.map((row) => ({ tenant: row.tenant_id, purpose: row.purpose, version: row.version, wrapped: { kekId: row.kek_id, blob: row.blob } }));
@@ -157,24 +203,13 @@ export function createKeyAdministration(db: Db) {
 
     /** Swaps one wrapped key for its re-wrap, only if it is still wrapped as read. */
     async replaceWrapped(row: WrappedKeyRow, next: WrappedKey): Promise<boolean> {
-      const result =
+      const [sql, values] =
         row.purpose === 'fingerprint'
-          ? await db.query(
-              `UPDATE tenant_keys SET fingerprint_kek_id = $3, fingerprint_key = $4 WHERE tenant_id = $1 AND fingerprint_kek_id = $2`,
-              [row.tenant, row.wrapped.kekId, next.kekId, next.blob],
-            )
-          : await db.query(
-              `UPDATE data_keys SET kek_id = $4, wrapped_key = $5 WHERE tenant_id = $1 AND version = $2 AND kek_id = $3`,
-              [row.tenant, row.version, row.wrapped.kekId, next.kekId, next.blob],
-            );
-      return result.rowCount === 1;
-    },
-
-    /** Crypto-shreds a tenant: its keys go in one statement, which makes every row of it unreadable at once. */
-    async destroyTenantKeys(tenant: string): Promise<number> {
-      const versions = await db.query<{ n: string }>('SELECT count(*) AS n FROM data_keys WHERE tenant_id = $1', [tenant]);
-      await db.query('DELETE FROM tenant_keys WHERE tenant_id = $1', [tenant]);
-      return Number(versions.rows[0]?.n ?? 0);
+          ? ['UPDATE tenant_keys SET fingerprint_kek_id = $3, fingerprint_key = $4 WHERE tenant_id = $1 AND fingerprint_kek_id = $2', [row.tenant, row.wrapped.kekId, next.kekId, next.blob]]
+          : row.purpose === 'data'
+            ? ['UPDATE data_keys SET kek_id = $4, wrapped_key = $5 WHERE tenant_id = $1 AND version = $2 AND kek_id = $3', [row.tenant, row.version, row.wrapped.kekId, next.kekId, next.blob]]
+            : ['UPDATE audit_keys SET kek_id = $2, wrapped_key = $3 WHERE id = 1 AND kek_id = $1', [row.wrapped.kekId, next.kekId, next.blob]];
+      return (await db.query(sql, values)).rowCount === 1;
     },
   };
 }

@@ -34,7 +34,8 @@ export async function guardMasterKeys(db: Db, masterKeys: MasterKey[]): Promise<
   const missing = await db.query<{ kek_id: string }>(
     `SELECT DISTINCT kek_id FROM (
        SELECT kek_id FROM data_keys WHERE kek_id IS NOT NULL
-       UNION ALL SELECT fingerprint_kek_id FROM tenant_keys) used
+       UNION ALL SELECT fingerprint_kek_id FROM tenant_keys
+       UNION ALL SELECT kek_id FROM audit_keys) used
      WHERE NOT (kek_id = ANY($1::text[]))`,
     [configured],
   );

@@ -12,6 +12,6 @@ export function packFixed(buffers: Buffer[], width: number): Buffer {
   return packed;
 }
 
-/** The SQL that cuts the `i`th (1-based) value of `width` bytes out of the packed parameter `param`. */
+/** The SQL that cuts the `i`th (1-based) value of `width` bytes out of the packed parameter `param` (`:name`). */
 export const packedAt = (param: string, i: string, width: number | string): string =>
   `substring(${param}::bytea FROM (${i}::int - 1) * ${width} + 1 FOR ${width})`;

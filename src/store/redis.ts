@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { safeErrorFields } from './db.js';
+import { safeErrorFields } from '../logger.js';
 
 /**
  * A Redis client that fails fast: no offline queue and short timeouts, so that a Redis outage turns into a

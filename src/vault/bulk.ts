@@ -3,6 +3,9 @@ import { openNumber, sealNumber } from '../crypto/number-envelope.js';
 import { newTokenId } from '../crypto/tokens.js';
 import { VaultError, type ErrorCode } from '../errors.js';
 import { parsePhone, type LineType, type ParsedPhone } from '../phone/parse.js';
+import type { EnvelopeRow } from '../store/tokens/rows.js';
+
+export type { EnvelopeRow } from '../store/tokens/rows.js';
 
 /**
  * The CPU-bound halves of tokenize and detokenize (libphonenumber, AES-GCM, HMAC) as pure functions over plain
@@ -98,11 +101,6 @@ export function prepareRows(tenant: string, inputs: PhoneInput[], keys: SealingK
   return { slots, rows: phones.map((phone) => sealRow(tenant, keys, phone)) };
 }
 
-export interface EnvelopeRow {
-  tokenId: Buffer;
-  keyVersion: number;
-  envelope: Buffer;
-}
 
 /** Per row: the number; null when the envelope fails authentication; undefined when its key is not at hand. */
 export type Opened = string | null | undefined;

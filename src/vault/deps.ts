@@ -1,33 +1,45 @@
 import type { Logger } from 'pino';
+import type { ChainLink } from '../audit/chain.js';
 import { Keyring } from '../crypto/keyring.js';
 import { MasterKeySet, type MasterKey } from '../crypto/master-keys.js';
-import { createAuditRepository } from '../store/audit-repository.js';
-import { safeErrorFields, type Db } from '../store/db.js';
+import { loadAuditKey } from '../store/audit-key.js';
+import { createAuditLog } from '../store/audit-log.js';
+import type { Db } from '../store/db.js';
 import { createKeyAdministration, createKeysRepository } from '../store/keys-repository.js';
-import { createTokenMaintenance, createTokensRepository } from '../store/tokens-repository.js';
+import { createTokensStore } from '../store/tokens/hot.js';
+import { createTokenMaintenance } from '../store/tokens/maintenance.js';
 import { inlineOffload, type Offload } from './offload.js';
-import type { VaultDeps } from './vault.js';
+
+export interface VaultOptions {
+  db: Db;
+  masterKeys: MasterKey[];
+  keyMaxEncryptions: number;
+  logger: Logger;
+  offload?: Offload;
+  /** A data key younger than this is not rotated again on request. */
+  rotationMinAgeMs?: number;
+  /** Told of every audit head committed, for the checkpoints written to the log. */
+  onAuditAdvance?: (tenant: string, head: ChainLink, appended: number) => void;
+}
 
 /** Wires the vault's dependencies over one database: for the HTTP app and the maintenance commands alike. */
-export function createVaultDeps(options: { db: Db; masterKeys: MasterKey[]; keyMaxEncryptions: number; logger: Logger; offload?: Offload }) {
+export async function openVault(options: VaultOptions) {
   const masterKeySet = new MasterKeySet(options.masterKeys);
-  const audit = createAuditRepository(options.db);
-  // Flushes whose events had to be appended on their own: a trail that keeps failing beside its reads is a fault
-  // worth seeing (a metric, and a warning with the SQLSTATE only).
-  let auditAppendedApart = 0;
-  const onAuditApart = (error: unknown) => {
-    auditAppendedApart++;
-    options.logger.warn({ err: safeErrorFields(error) }, 'audit events appended apart: their statement failed');
-  };
+  const auditKey = await loadAuditKey(options.db, masterKeySet);
+  const auditLog = createAuditLog(options.db, { key: auditKey, logger: options.logger, ...(options.onAuditAdvance ? { onAdvance: options.onAuditAdvance } : {}) });
   return {
+    db: options.db,
     masterKeySet,
-    keyring: new Keyring(masterKeySet, createKeysRepository(options.db), { maxEncryptions: options.keyMaxEncryptions }),
-    tokens: createTokensRepository(options.db, { audit, onAuditApart }),
+    auditKey,
+    auditLog,
+    keyring: new Keyring(masterKeySet, createKeysRepository(options.db, auditLog), { maxEncryptions: options.keyMaxEncryptions }),
+    tokens: createTokensStore(options.db, auditLog),
     maintenance: createTokenMaintenance(options.db),
     keyAdmin: createKeyAdministration(options.db),
-    audit,
-    auditAppendedApart: (): number => auditAppendedApart,
     offload: options.offload ?? inlineOffload,
     logger: options.logger,
-  } satisfies VaultDeps & Record<string, unknown>;
+    rotationMinAgeMs: options.rotationMinAgeMs ?? 0,
+  };
 }
+
+export type VaultDeps = Awaited<ReturnType<typeof openVault>>;

@@ -1,6 +1,7 @@
 import { parseToken } from '../crypto/tokens.js';
 import { maskPhone } from '../phone/mask.js';
-import type { Audited, Caller, VaultDeps } from './vault.js';
+import { eventOf, type Caller } from './caller.js';
+import type { VaultDeps } from './deps.js';
 
 export type Redaction = 'plain' | 'masked';
 
@@ -10,10 +11,11 @@ export type Detokenized =
   | { token: string; error: { code: 'not_found' | 'unreadable' } };
 
 /**
- * Answers each token in order. A token that does not exist, has expired, belongs to another tenant or whose
- * key was destroyed is `not_found`, indistinguishable from each other. Plaintext numbers are never cached.
+ * Answers each token in order, once the read and its audit event are committed together: no number is opened
+ * before. A token that does not exist, has expired, belongs to another tenant or whose key was destroyed is
+ * `not_found`, indistinguishable from each other. Plaintext numbers are never cached.
  */
-export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string[], redaction: Redaction, audit?: Audited): Promise<Detokenized[]> {
+export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string[], redaction: Redaction): Promise<Detokenized[]> {
   // Keyed by the token string, which is canonical: one id has exactly one spelling (src/crypto/tokens.ts).
   const ids = new Map<string, Buffer>();
   for (const token of tokens) {
@@ -21,18 +23,16 @@ export async function detokenize(deps: VaultDeps, caller: Caller, tokens: string
     const id = parseToken(token);
     if (id) ids.set(token, id);
   }
-  const keys = ids.size > 0 ? await deps.keyring.forReading(caller.tenant) : null;
-  const sealed = keys ? await deps.tokens.findSealed(caller.tenant, [...ids.values()], audit?.event) : null;
-  if (sealed?.recorded) audit?.recorded();
-  const rows = sealed?.rows ?? [];
+  const event = eventOf(caller, redaction === 'masked' ? 'detokenize_masked' : 'detokenize', tokens.length);
+  const [rows, keys] = await Promise.all([deps.tokens.readSealed(caller.tenant, [...ids.values()], [event]), deps.keyring.forReading(caller.tenant)]);
   const found = new Map<string, Detokenized>();
-  if (rows.length > 0) {
+  if (rows.length > 0 && keys) {
     // The rows hold the very id buffers asked for, so each finds its token string by identity.
     const tokenOf = new Map<Buffer, string>();
     for (const [token, id] of ids) tokenOf.set(id, token);
     const dataKeys = new Map<number, Buffer>();
     for (const version of new Set(rows.map((row) => row.keyVersion))) {
-      const key = await keys!.dataKey(version);
+      const key = await keys.dataKey(version);
       if (key) dataKeys.set(version, key);
     }
     const opened = await deps.offload.openRows(caller.tenant, dataKeys, rows);

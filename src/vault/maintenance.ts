@@ -1,7 +1,9 @@
 import { openNumber, sealNumber } from '../crypto/number-envelope.js';
-import type { VaultDeps } from './vault.js';
-import type { MasterKeySet } from '../crypto/master-keys.js';
-import type { TokenMaintenance } from '../store/tokens-repository.js';
+import { VaultError } from '../errors.js';
+import { destroyTenantKeys } from '../store/keys-repository.js';
+import type { TokenMaintenance } from '../store/tokens/maintenance.js';
+import { cliCaller, eventOf } from './caller.js';
+import type { VaultDeps } from './deps.js';
 
 export interface RewrapProgress {
   tenant: string;
@@ -21,8 +23,7 @@ const MAX_PASSES = 3;
 
 /** The tenant's active version, and how many of its tokens are still under any other version. */
 async function offActive(deps: VaultDeps, tenant: string): Promise<{ active: number | null; total: number }> {
-  const [versions, counts] = await Promise.all([deps.keyAdmin.listVersions(tenant), deps.maintenance.countByVersion(tenant)]);
-  const active = versions.find((version) => version.state === 'active')?.version ?? null;
+  const [active, counts] = await Promise.all([deps.keyAdmin.activeVersion(tenant), deps.maintenance.countByVersion(tenant)]);
   return { active, total: [...counts].reduce((sum, [version, n]) => (version === active ? sum : sum + n), 0) };
 }
 
@@ -71,14 +72,16 @@ export async function rewrap(
       report.moved += moved;
       if (moved === 0) break;
     }
-    report.perTenant.push({ tenant, moved: report.moved - movedBefore });
+    const moved = report.moved - movedBefore;
+    report.perTenant.push({ tenant, moved });
+    await deps.auditLog.commit(tenant, async () => ({ value: null, events: [eventOf(cliCaller(tenant), 'rewrap', moved)] }));
     report.remaining += (await offActive(deps, tenant)).total;
   }
   return report;
 }
 
 /** Re-wraps every data and fingerprint key under the active master key; then older master keys can go. */
-export async function rewrapMasterKeys(deps: VaultDeps & { masterKeySet: MasterKeySet }): Promise<{ rewrapped: number }> {
+export async function rewrapMasterKeys(deps: VaultDeps): Promise<{ rewrapped: number }> {
   const rows = await deps.keyAdmin.wrappedNotUnder(deps.masterKeySet.activeId);
   let rewrapped = 0;
   for (const row of rows) {
@@ -98,9 +101,16 @@ export async function sweep(maintenance: TokenMaintenance, batchSize = 1_000): P
   }
 }
 
-/** Crypto-shreds a tenant: keys first (everything unreadable at once), then its rows in batches. */
+/**
+ * Crypto-shreds a tenant: keys first, with the event that records it (everything unreadable at once), then its
+ * rows in batches. A tenant the vault has no keys or tokens of is refused, and nothing is written.
+ */
 export async function destroyTenant(deps: VaultDeps, tenant: string, batchSize = 5_000): Promise<{ keyVersions: number; tokens: number }> {
-  const keyVersions = await deps.keyAdmin.destroyTenantKeys(tenant);
+  if (!(await deps.keyAdmin.hasKeys(tenant)) && !(await deps.maintenance.hasTokens(tenant))) throw new VaultError('not_found', `no tenant ${tenant} in this vault`);
+  const keyVersions = await deps.auditLog.commit(tenant, async (tx) => {
+    const destroyed = await destroyTenantKeys(tx, tenant);
+    return { value: destroyed, events: [eventOf(cliCaller(tenant), 'tenant_destroy', destroyed)] };
+  });
   deps.keyring.forget(tenant);
   let tokens = 0;
   for (;;) {

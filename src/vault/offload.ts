@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
-import { safeErrorFields } from '../store/db.js';
-import { openRows, parseInputs, sealRow, type EnvelopeRow, type Opened, type PhoneInput, type Prepared, type SealingKeys } from './bulk.js';
+import { openRows, prepareRows, type EnvelopeRow, type Opened, type PhoneInput, type Prepared, type SealingKeys } from './bulk.js';
 import { pack, unpack, unpackOpened, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
+import { safeErrorFields } from '../logger.js';
 
 /**
  * Large batches parse and seal (tokenize) or open (detokenize) on worker threads, so that one 1000-item request
@@ -13,23 +13,14 @@ import { pack, unpack, unpackOpened, type OpenTask, type PrepareResult, type Pre
  * way (src/vault/bulk.ts). Keys travel to the worker with each task and are not kept there.
  */
 export interface Offload {
-  /**
-   * Parses and seals the inputs. `reserve(count)` leases the keys for `count` encryptions: inline, after parsing
-   * and only if a number is valid; offloaded, before (one pass on the thread), counting every input.
-   */
-  prepareRows(tenant: string, inputs: PhoneInput[], reserve: Reserve, deterministic: boolean): Promise<Prepared>;
+  /** Parses and seals the inputs under keys reserved for one encryption per input, inline or on a thread alike. */
+  prepareRows(tenant: string, inputs: PhoneInput[], keys: SealingKeys, deterministic: boolean): Promise<Prepared>;
   openRows(tenant: string, keys: ReadonlyMap<number, Buffer>, rows: EnvelopeRow[]): Promise<Opened[]>;
   close(): Promise<void>;
 }
 
-export type Reserve = (count: number) => Promise<SealingKeys>;
-
-async function prepareInline(tenant: string, inputs: PhoneInput[], reserve: Reserve, deterministic: boolean): Promise<Prepared> {
-  const { slots, phones } = parseInputs(inputs, deterministic);
-  if (phones.length === 0) return { slots, rows: [] };
-  const keys = await reserve(phones.length);
-  return { slots, rows: phones.map((phone) => sealRow(tenant, keys, phone)) };
-}
+const prepareInline = async (tenant: string, inputs: PhoneInput[], keys: SealingKeys, deterministic: boolean): Promise<Prepared> =>
+  prepareRows(tenant, inputs, keys, deterministic);
 
 /** Per item, parsing and sealing costs ~20 µs and opening ~5 µs, against ~100 µs for a round trip to a thread. */
 const PREPARE_OFFLOAD_ITEMS = 16;
@@ -56,9 +47,11 @@ export const inlineOffload: Offload = {
   close: async () => undefined,
 };
 
-export function createOffload(options: { threads: number; logger?: Logger }): Offload {
-  const file = options.threads > 0 ? workerFile() : null;
-  if (!file) return inlineOffload;
+export function createOffload(options: { threads: number; logger?: Logger; workerFile?: URL }): Offload {
+  if (options.threads === 0) return inlineOffload;
+  const file = options.workerFile ?? workerFile();
+  // Asked for threads and none can start: a broken install, said at start-up rather than served slowly inline.
+  if (!file || !existsSync(fileURLToPath(file))) throw new Error('OFFLOAD_THREADS is set but the worker (dist/vault/offload-worker.js) is missing; run `npm run build`');
   const pool = new Piscina({
     filename: file.href,
     minThreads: options.threads,
@@ -78,9 +71,8 @@ export function createOffload(options: { threads: number; logger?: Logger }): Of
   pool.on('error', (error: unknown) => options.logger?.error({ err: safeErrorFields(error) }, 'offload worker failed'));
 
   return {
-    async prepareRows(tenant, inputs, reserve, deterministic) {
-      if (inputs.length < PREPARE_OFFLOAD_ITEMS) return prepareInline(tenant, inputs, reserve, deterministic);
-      const keys = await reserve(inputs.length);
+    async prepareRows(tenant, inputs, keys, deterministic) {
+      if (inputs.length < PREPARE_OFFLOAD_ITEMS) return prepareInline(tenant, inputs, keys, deterministic);
       const task: PrepareTask = { tenant, inputs, version: keys.version, key: ownCopy(keys.key), fingerprintKey: ownCopy(keys.fingerprintKey), deterministic };
       const result = (await pool.run(task, { name: 'prepare' })) as PrepareResult;
       const tokenIds = unpack(result.tokenIds, result.tokenIdEnds);

@@ -1,9 +1,13 @@
+import type { AuditEvent } from '../audit/chain.js';
+import { openNumber } from '../crypto/number-envelope.js';
 import { formatToken } from '../crypto/tokens.js';
 import { VaultError } from '../errors.js';
 import type { LineType } from '../phone/parse.js';
-import type { NewTokenRow } from '../store/tokens-repository.js';
-import { sealRow, type ItemError, type PhoneInput, type SealedRow } from './bulk.js';
-import type { Audited, Caller, VaultDeps } from './vault.js';
+import type { Holder } from '../store/tokens/hot.js';
+import type { NewToken } from '../store/tokens/rows.js';
+import { sealRow, type ItemError, type PhoneInput, type Prepared, type SealedRow } from './bulk.js';
+import { eventOf, type Caller } from './caller.js';
+import type { VaultDeps } from './deps.js';
 
 export type { ItemError, PhoneInput } from './bulk.js';
 
@@ -24,33 +28,40 @@ export type BatchOutcome = { index: number; tokenized: Tokenized } | { index: nu
 
 const MAX_DETERMINISTIC_ATTEMPTS = 3;
 
-export async function tokenize(deps: VaultDeps, caller: Caller, input: PhoneInput, options: TokenizeOptions, audit?: Audited): Promise<Tokenized> {
-  const [outcome] = await tokenizeBatch(deps, caller, [input], options, audit);
-  if (!outcome) throw new Error('tokenizeBatch answered nothing for one item');
-  if ('error' in outcome) throw new VaultError(outcome.error.code, outcome.error.detail);
-  return outcome.tokenized;
+/** One number: an invalid one is refused (400) before anything is stored or recorded. */
+export async function tokenize(deps: VaultDeps, caller: Caller, input: PhoneInput, options: TokenizeOptions): Promise<Tokenized> {
+  const prepared = await prepare(deps, caller, [input], options);
+  const [slot] = prepared.slots;
+  if (typeof slot !== 'number') throw new VaultError(slot!.code, slot!.detail);
+  const [outcome] = await store(deps, caller, prepared, options);
+  return (outcome as { tokenized: Tokenized }).tokenized;
 }
 
-/** Every valid item is stored in one statement, or none is; invalid items are answered one by one. */
-export async function tokenizeBatch(
-  deps: VaultDeps,
-  caller: Caller,
-  inputs: PhoneInput[],
-  options: TokenizeOptions,
-  audit?: Audited,
-): Promise<BatchOutcome[]> {
+/** Every valid item is stored with the request's audit event, in one transaction, or none is; invalid items are answered one by one. */
+export async function tokenizeBatch(deps: VaultDeps, caller: Caller, inputs: PhoneInput[], options: TokenizeOptions): Promise<BatchOutcome[]> {
+  return store(deps, caller, await prepare(deps, caller, inputs, options), options);
+}
+
+/**
+ * Parses and seals, inline or on a worker thread, under keys reserved for every input: the GCM budget may count
+ * an invalid input's encryption that never happened, never the other way round.
+ */
+async function prepare(deps: VaultDeps, caller: Caller, inputs: PhoneInput[], options: TokenizeOptions): Promise<Prepared> {
   if (options.deterministic && options.ttlSeconds !== undefined) {
     // One number has one deterministic token; an expiry would make it vanish for every holder at once.
     throw new VaultError('invalid_request', 'ttlSeconds cannot be combined with deterministic tokens');
   }
-  const { slots, rows } = await deps.offload.prepareRows(caller.tenant, inputs, (count) => deps.keyring.forWriting(caller.tenant, count), options.deterministic);
+  const keys = await deps.keyring.forWriting(caller.tenant, inputs.length);
+  return deps.offload.prepareRows(caller.tenant, inputs, keys, options.deterministic);
+}
+
+async function store(deps: VaultDeps, caller: Caller, { slots, rows }: Prepared, options: TokenizeOptions): Promise<BatchOutcome[]> {
   const expiresAt = options.ttlSeconds === undefined ? null : new Date(Date.now() + options.ttlSeconds * 1000);
-  const tokens =
-    rows.length === 0
-      ? []
-      : options.deterministic
-        ? await storeDeterministic(deps, caller, rows, audit)
-        : await storeRandom(deps, caller, rows, expiresAt, audit);
+  const events = [eventOf(caller, 'tokenize', slots.length)];
+  let tokens: string[] = [];
+  if (rows.length === 0) await deps.auditLog.commit(caller.tenant, async () => ({ value: null, events }));
+  else if (options.deterministic) tokens = await storeDeterministic(deps, caller.tenant, rows, events);
+  else tokens = await storeRandom(deps, caller.tenant, rows, expiresAt, events);
   return slots.map((slot, index) => {
     if (typeof slot !== 'number') return { index, error: slot };
     const row = rows[slot]!;
@@ -58,7 +69,7 @@ export async function tokenizeBatch(
   });
 }
 
-const toNewRow = (row: SealedRow, deterministic: boolean, expiresAt: Date | null): NewTokenRow => ({
+const toNewToken = (row: SealedRow, deterministic: boolean, expiresAt: Date | null): NewToken => ({
   tokenId: row.tokenId,
   keyVersion: row.keyVersion,
   envelope: row.envelope,
@@ -69,40 +80,64 @@ const toNewRow = (row: SealedRow, deterministic: boolean, expiresAt: Date | null
   expiresAt,
 });
 
-async function storeRandom(deps: VaultDeps, caller: Caller, rows: SealedRow[], expiresAt: Date | null, audit: Audited | undefined): Promise<string[]> {
-  const { recorded } = await deps.tokens.insert(caller.tenant, rows.map((row) => toNewRow(row, false, expiresAt)), audit?.event);
-  if (recorded) audit?.recorded();
+async function storeRandom(deps: VaultDeps, tenant: string, rows: SealedRow[], expiresAt: Date | null, events: AuditEvent[]): Promise<string[]> {
+  const holders = await deps.tokens.insert(
+    tenant,
+    rows.map((row) => toNewToken(row, false, expiresAt)),
+    events,
+  );
+  if (holders.some((holder, i) => holder?.tokenId !== rows[i]!.tokenId)) throw new Error('a random token was not stored');
   return rows.map((row) => formatToken(row.tokenId));
 }
 
 /**
  * The same number gets the same token, however it was formatted and however many writers race for it: the
- * unique index arbitrates, and a writer that lost reads the winner's token in a fresh statement. The rows come
- * one per number (src/vault/bulk.ts).
+ * unique index arbitrates, and the insert's transaction reads the winners. A winner's envelope is opened to be
+ * sure it holds this number (a fingerprint is only a column); a winner erased between the insert and its read is
+ * sealed again under a new id. The rows come one per number (src/vault/bulk.ts).
  */
-async function storeDeterministic(deps: VaultDeps, caller: Caller, sealed: SealedRow[], audit: Audited | undefined): Promise<string[]> {
-  const holders = new Map<string, Buffer>();
+async function storeDeterministic(deps: VaultDeps, tenant: string, sealed: SealedRow[], firstEvents: AuditEvent[]): Promise<string[]> {
+  const tokenOf = new Map<string, Buffer>();
   let pending = sealed;
+  // The request's events go with its first insert; a second attempt is the same request and records nothing more.
+  let events = firstEvents;
   for (let attempt = 0; attempt < MAX_DETERMINISTIC_ATTEMPTS && pending.length > 0; attempt++) {
     if (attempt > 0) {
-      // Numbers whose winning token was erased between our insert and our read: sealed again, under new ids.
-      const keys = await deps.keyring.forWriting(caller.tenant, pending.length);
-      pending = pending.map((row) => sealRow(caller.tenant, keys, row));
+      const keys = await deps.keyring.forWriting(tenant, pending.length);
+      pending = pending.map((row) => sealRow(tenant, keys, row));
     }
-    // The audit event rides with the first insert only.
-    const { holders: inserted, recorded } = await deps.tokens.insert(caller.tenant, pending.map((row) => toNewRow(row, true, null)), attempt === 0 ? audit?.event : undefined);
-    if (recorded) audit?.recorded();
-    const lost = pending.filter((row) => !inserted.has(row.fingerprint.toString('hex')));
-    const existing = lost.length > 0 ? await deps.tokens.findDeterministic(caller.tenant, lost.map((row) => row.fingerprint)) : new Map();
+    const holders = await deps.tokens.insert(
+      tenant,
+      pending.map((row) => toNewToken(row, true, null)),
+      events,
+    );
+    events = [];
     const vanished: SealedRow[] = [];
-    for (const row of pending) {
-      const fingerprint = row.fingerprint.toString('hex');
-      const holder = inserted.get(fingerprint) ?? existing.get(fingerprint)?.tokenId;
-      if (holder) holders.set(row.e164, holder);
-      else vanished.push(row);
+    for (const [i, row] of pending.entries()) {
+      const holder = holders[i]!;
+      if (!holder) vanished.push(row);
+      else {
+        if (holder.tokenId !== row.tokenId) await assertHolds(deps, tenant, holder, row.e164);
+        tokenOf.set(row.e164, holder.tokenId);
+      }
     }
     pending = vanished;
   }
   if (pending.length > 0) throw new Error('deterministic tokens kept vanishing while being created');
-  return sealed.map((row) => formatToken(holders.get(row.e164)!));
+  return sealed.map((row) => formatToken(tokenOf.get(row.e164)!));
+}
+
+async function assertHolds(deps: VaultDeps, tenant: string, holder: NonNullable<Holder>, e164: string): Promise<void> {
+  const key = await (await deps.keyring.forReading(tenant))?.dataKey(holder.keyVersion);
+  let held: string | null = null;
+  try {
+    if (key) held = openNumber(key, { tenant, tokenId: holder.tokenId }, holder.envelope);
+  } catch {
+    held = null;
+  }
+  if (held !== e164) {
+    // The number's deterministic slot holds another number, or an envelope that does not open: tampering.
+    deps.logger.error({ tenant, keyVersion: holder.keyVersion }, 'a deterministic token does not hold the number its fingerprint says');
+    throw new Error('deterministic token does not hold its number');
+  }
 }

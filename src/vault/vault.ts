@@ -1,40 +1,15 @@
-import type { Logger } from 'pino';
-import type { AuditEvent } from '../audit/chain.js';
-import type { Keyring } from '../crypto/keyring.js';
-import type { KeyAdministration } from '../store/keys-repository.js';
-import type { TokenMaintenance, TokensRepository } from '../store/tokens-repository.js';
+import { listKeys, destroyKeyVersion, rotateKey } from './keys.js';
 import { detokenize } from './detokenize.js';
 import { eraseNumber, eraseToken } from './erase.js';
-import { destroyKeyVersion, listKeys, rotateKey } from './keys.js';
 import { lookup, tokenMetadata } from './lookup.js';
-import type { Offload } from './offload.js';
+import { readAudit, recordEvents } from './audit.js';
 import { tokenize, tokenizeBatch } from './tokenize.js';
+import type { VaultDeps } from './deps.js';
 
 /**
- * A success audit event to commit in the same statement as the use-case's own read or write, and what to do
- * once it is; when the use-case never reaches its statement, it never calls `recorded`.
+ * The vault's use-cases, bound to their dependencies. They take plain values (a Caller, inputs) and know nothing
+ * of HTTP; each one that answers or changes data commits its audit event with its own reads and writes.
  */
-export interface Audited {
-  event: AuditEvent;
-  recorded(): void;
-}
-
-/** Who is calling: both come only from a verified JWT. */
-export interface Caller {
-  tenant: string;
-  client: string;
-}
-
-export interface VaultDeps {
-  tokens: TokensRepository;
-  maintenance: TokenMaintenance;
-  keyAdmin: KeyAdministration;
-  keyring: Keyring;
-  offload: Offload;
-  logger: Logger;
-}
-
-/** The vault's use-cases, bound to their dependencies; they take plain values and know nothing of HTTP. */
 export function createVault(deps: VaultDeps) {
   return {
     tokenize: tokenize.bind(null, deps),
@@ -47,6 +22,8 @@ export function createVault(deps: VaultDeps) {
     rotateKey: rotateKey.bind(null, deps),
     listKeys: listKeys.bind(null, deps),
     destroyKeyVersion: destroyKeyVersion.bind(null, deps),
+    readAudit: readAudit.bind(null, deps),
+    recordEvents: recordEvents.bind(null, deps),
   };
 }
 

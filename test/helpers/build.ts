@@ -4,14 +4,15 @@ import { createSigner } from 'fast-jwt';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp, type AppConfig, type AppDeps } from '../../src/app.js';
-import { DEFAULT_RATE_LIMITS, parseRateLimit, type RateLimit } from '../../src/config.js';
-import { parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { loadConfig, type Env } from '../../src/config/index.js';
 import { createTestDb, type TestDb } from './db.js';
 import { recordLogLine } from './log-sink.js';
 
 export const ISSUER = 'https://issuer.test';
 export const AUDIENCE = 'phonevault-test';
 export const JWT_SECRET = randomBytes(48).toString('base64');
+/** One master key for every app of a test file, so that apps sharing a database share its audit key too. */
+export const MASTER_KEY = randomBytes(32).toString('base64');
 
 export interface TestApp {
   app: FastifyInstance;
@@ -23,21 +24,22 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export function testConfig(overrides: Partial<AppConfig> = {}): AppConfig {
-  const limits = Object.fromEntries(Object.entries(DEFAULT_RATE_LIMITS).map(([name, text]) => [name, parseRateLimit(text)!])) as Record<
-    keyof typeof DEFAULT_RATE_LIMITS,
-    RateLimit
-  >;
-  return {
-    masterKeys: parseMasterKeys(randomBytes(32).toString('base64')),
-    keyMaxEncryptions: 2 ** 31,
-    jwt: { verification: { kind: 'secret', secret: Buffer.from(JWT_SECRET) }, algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE },
-    trustProxy: [],
-    rateLimits: { ...limits, perClient: {}, failOpen: ['tokenize'] },
-    batchMax: 1000,
-    bodyLimit: 160_000,
-    ...overrides,
-  };
+/**
+ * The app's configuration as the vault parses it from an environment (src/config), with a fresh master key and
+ * the tests' issuer; `env` adds variables, `overrides` replaces parsed parts. Keys may rotate back to back.
+ */
+export function testConfig(overrides: Partial<AppConfig> = {}, env: Env = {}): AppConfig {
+  const config = loadConfig({
+    DATABASE_URL: 'postgres://unused/test',
+    VAULT_MASTER_KEY: MASTER_KEY,
+    JWT_SECRET,
+    JWT_ISSUER: ISSUER,
+    JWT_AUDIENCE: AUDIENCE,
+    KEY_ROTATION_MIN_INTERVAL: '0s',
+    OFFLOAD_THREADS: '0',
+    ...env,
+  });
+  return { ...config, ...overrides };
 }
 
 /** The app on a fresh schema of the real test database, with its log lines captured. */

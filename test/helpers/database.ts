@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { createPgDb } from '../../src/store/db.js';
+import { recordAuditRows } from './log-sink.js';
 
-/** A whole database of its own, for tests of commands that take a DATABASE_URL. */
+/** A whole database of its own, for tests of commands that take a DATABASE_URL (its audit rows are leak-scanned when dropped). */
 export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
   const adminUrl = inject('databaseUrl');
   const name = `pv_${randomBytes(6).toString('hex')}`;
@@ -14,6 +15,9 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
   return {
     url: url.toString(),
     async drop() {
+      const own = createPgDb({ connectionString: url.toString(), max: 1 });
+      await recordAuditRows(own);
+      await own.close();
       const db = createPgDb({ connectionString: adminUrl, max: 1 });
       await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await db.close();

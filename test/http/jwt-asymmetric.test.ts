@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createSigner } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JwtConfig } from '../../src/config.js';
+import type { JwtConfig } from '../../src/config/index.js';
 import { parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { AUDIENCE, build, ISSUER, type TestApp } from '../helpers/build.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
@@ -30,8 +30,8 @@ afterAll(async () => {
   await testDb.drop();
 });
 
-async function appWith(jwt: Omit<JwtConfig, 'issuer' | 'audience'>) {
-  const app = await build({ jwt: { ...jwt, issuer: ISSUER, audience: AUDIENCE }, masterKeys }, testDb);
+async function appWith(jwt: Pick<JwtConfig, 'verification' | 'algorithms'>) {
+  const app = await build({ jwt: { ...jwt, issuer: ISSUER, audience: AUDIENCE, clockLeewayMs: 5_000, maxLifetimeMs: 24 * 3600_000 }, masterKeys }, testDb);
   apps.push(app);
   const status = async (token: string) =>
     (await app.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { authorization: `Bearer ${token}` }, payload: { phone: NUMBERS.us.e164 } })).statusCode;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RateLimitsConfig } from '../../src/config.js';
+import type { RateLimitsConfig } from '../../src/config/index.js';
 import { parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { createRedis } from '../../src/store/redis.js';
 import { bearer, build, type TestApp } from '../helpers/build.js';

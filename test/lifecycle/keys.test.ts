@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseMasterKeys } from '../../src/crypto/master-keys.js';
-import { createVaultDeps } from '../../src/vault/deps.js';
+import { openVault } from '../../src/vault/deps.js';
 import { rewrap } from '../../src/vault/maintenance.js';
 import { bearer, build, type TestApp } from '../helpers/build.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
@@ -29,7 +29,7 @@ const detokenize = async (app: TestApp, tokens: string[], tenant = 'acme') =>
 const versionOf = async (token: string) =>
   (await testDb.db.query<{ key_version: number }>('SELECT key_version FROM tokens WHERE token_id = $1', [Buffer.from(token.slice(4), 'base64url')])).rows[0]?.key_version;
 const keys = async (tenant = 'acme') => (await t.app.inject({ method: 'GET', url: '/v1/keys', headers: admin(tenant) })).json().keys as Array<Record<string, unknown>>;
-const maintenanceDeps = () => createVaultDeps({ db: testDb.db, masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
+const maintenanceDeps = () => openVault({ db: testDb.db, masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
 
 describe('data key rotation, re-wrap and destruction', () => {
   it('rotates: new writes use the new version at once, old tokens keep decrypting, GET /v1/keys reports it all', async () => {
@@ -92,7 +92,7 @@ describe('data key rotation, re-wrap and destruction', () => {
     expect(early.json().detail).toMatch(/rewrap/);
 
     const progress: number[] = [];
-    const report = await rewrap(maintenanceDeps(), { tenant: 'acme', batchSize: 2, onProgress: (p) => progress.push(p.moved) });
+    const report = await rewrap(await maintenanceDeps(), { tenant: 'acme', batchSize: 2, onProgress: (p) => progress.push(p.moved) });
     expect(report.remaining).toBe(0);
     expect(report.unreadable).toBe(0);
     expect(report.moved).toBeGreaterThanOrEqual(4);

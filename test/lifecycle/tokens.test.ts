@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseMasterKeys } from '../../src/crypto/master-keys.js';
-import { createVaultDeps } from '../../src/vault/deps.js';
+import { openVault } from '../../src/vault/deps.js';
 import { sweep } from '../../src/vault/maintenance.js';
 import { bearer, build, type TestApp } from '../helpers/build.js';
 import { NUMBERS } from '../helpers/numbers.js';
@@ -35,8 +35,8 @@ describe('POST /v1/lookup', () => {
   });
 
   it('answers an empty list for an unknown number or a tenant without keys, and 403 without the scope', async () => {
-    expect((await lookup({ phone: NUMBERS.fr.e164 })).json()).toEqual({ tokens: [] });
-    expect((await lookup({ phone: NUMBERS.fr.e164 }, bearer({ tenant: 'fresh', scope: 'lookup' }))).json()).toEqual({ tokens: [] });
+    expect((await lookup({ phone: NUMBERS.fr.e164 })).json()).toEqual({ tokens: [], next: null });
+    expect((await lookup({ phone: NUMBERS.fr.e164 }, bearer({ tenant: 'fresh', scope: 'lookup' }))).json()).toEqual({ tokens: [], next: null });
     const denied = await lookup({ phone: NUMBERS.gb.e164 }, bearer({ scope: 'tokenize detokenize' }));
     expect(denied.statusCode).toBe(403);
     expect(denied.json().code).toBe('insufficient_scope');
@@ -117,7 +117,7 @@ describe('expiry', () => {
     expect((await t.app.inject({ method: 'GET', url: `/v1/tokens/${short}`, headers: bearer({ scope: 'lookup' }) })).statusCode).toBe(404);
     expect((await lookup({ phone: NUMBERS.us.e164 })).json().tokens).not.toContain(short);
 
-    const deps = createVaultDeps({ db: t.testDb.db, masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
+    const deps = await openVault({ db: t.testDb.db, masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
     expect(await sweep(deps.maintenance, 1)).toBeGreaterThanOrEqual(1);
     const left = await t.testDb.db.query<{ token_id: Buffer }>('SELECT token_id FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= now()');
     expect(left.rowCount).toBe(0);

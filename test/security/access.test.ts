@@ -75,7 +75,7 @@ describe('access control', () => {
       const normalise = (text: string, tok: string) => text.replaceAll(tok, 'TOKEN').replace(/urn:phonevault:request:[0-9a-f-]+/, 'REQUEST');
       expect(normalise(foreign.body, token), name).toBe(normalise(absent.body, missing));
     }
-    expect((await t.app.inject({ method: 'POST', url: '/v1/lookup', headers: other, payload: { phone: NUMBERS.us.e164 } })).json()).toEqual({ tokens: [] });
+    expect((await t.app.inject({ method: 'POST', url: '/v1/lookup', headers: other, payload: { phone: NUMBERS.us.e164 } })).json()).toEqual({ tokens: [], next: null });
     expect((await t.app.inject({ method: 'POST', url: '/v1/erase', headers: other, payload: { phone: NUMBERS.us.e164 } })).json()).toEqual({ erased: 0 });
     // And the token is untouched in its own tenant.
     const own = await t.app.inject({ method: 'POST', url: '/v1/detokenize', headers: bearer({ scope: 'detokenize' }), payload: { tokens: [token] } });

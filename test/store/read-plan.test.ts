@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTokensRepository, READ_SEALED_AUDITED_SQL, READ_SEALED_SQL } from '../../src/store/tokens-repository.js';
+import { createAuditLog } from '../../src/store/audit-log.js';
+import { bind } from '../../src/store/sql.js';
+import { createTokensStore, READ_SEALED } from '../../src/store/tokens/hot.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
 
 let testDb: TestDb;
@@ -12,7 +14,7 @@ afterAll(async () => {
 });
 
 const fill = (from: number, to: number, tenant: string) =>
-  testDb.db.query(
+  testDb.owner.query(
     `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type)
      SELECT $3, decode(md5(g::text || $3), 'hex'), 1, '\\x00', sha256((g::text || $3)::bytea), false, 'US', 'mobile'
      FROM generate_series($1::int, $2::int) g`,
@@ -20,6 +22,8 @@ const fill = (from: number, to: number, tenant: string) =>
   );
 // The id fill() gives row g of a tenant.
 const idOf = (g: number, tenant: string) => createHash('md5').update(`${g}${tenant}`).digest();
+
+const tokensStore = () => createTokensStore(testDb.db, createAuditLog(testDb.db, { key: Buffer.alloc(32, 3) }));
 
 type PlanNode = Record<string, unknown>;
 
@@ -33,28 +37,21 @@ describe('the detokenize read', () => {
   it('probes the primary key once per id even when the statistics say the table is tiny', async () => {
     // Statistics taken at 20 rows; then the table grows to 60,000 before anything analyzes it again.
     await fill(1, 20, 'acme');
-    await testDb.db.query('ANALYZE tokens');
+    await testDb.owner.query('ANALYZE tokens');
     await fill(21, 60_000, 'acme');
     const ids = Array.from({ length: 1000 }, (_, i) => idOf(i * 50 + 1, 'acme'));
-    // The plain read, and the read that carries audit events (explained only: nothing is appended), each as
-    // planned for these values and as the generic plan the vault's prepared statements run (src/store/db.ts).
-    const noEvents = [[], [], [], [], [], [], [], [], [], [], [], [], []];
-    for (const [sql, extra, planCacheMode] of [
-      [READ_SEALED_SQL, [], 'auto'],
-      [READ_SEALED_AUDITED_SQL, noEvents, 'auto'],
-      [READ_SEALED_SQL, [], 'force_generic_plan'],
-      [READ_SEALED_AUDITED_SQL, noEvents, 'force_generic_plan'],
-    ] as const) {
-      const explained = await testDb.db.transact(async (tx) => {
+    // As planned for these values, and as the generic plan the vault's prepared statements run (src/store/db.ts).
+    for (const planCacheMode of ['auto', 'force_generic_plan']) {
+      const explained = await testDb.owner.transact(async (tx) => {
         await tx.query(`SET LOCAL plan_cache_mode = ${planCacheMode}`);
-        return tx.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${sql}`, [
-          ids.map(() => 'acme'),
-          Buffer.concat(ids),
-          ...extra,
-        ]);
+        // The read as it runs alone and with the audit append beside it; the parameters are numbered by name.
+        const values = bind(READ_SEALED.alone, { tenant: 'acme', ids: Buffer.concat(ids) }).map((value) => (typeof value === 'string' ? `'${value}'` : `'\\x${(value as Buffer).toString('hex')}'::bytea`));
+        await tx.query(`PREPARE read_sealed AS ${READ_SEALED.alone.text}`);
+        const plan = await tx.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) EXECUTE read_sealed (${values.join(', ')})`);
+        await tx.query('DEALLOCATE read_sealed');
+        return plan;
       });
-      // The tokens table is read only by index, and each lookup sits under a nested loop over the ids (the
-      // audit append's own joins, over a handful of events, are not this test's business).
+      // The tokens table is read only by index, and each lookup sits under a nested loop over the ids.
       const reads = nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan).filter(({ node }) => node['Relation Name'] === 'tokens');
       expect(reads.length).toBeGreaterThan(0);
       for (const { node, above } of reads) {
@@ -66,28 +63,28 @@ describe('the detokenize read', () => {
 
   it("answers each request with exactly its tenant's rows, matched by the position of its ids", async () => {
     await fill(1, 30, 'globex');
-    const repository = createTokensRepository(testDb.db);
+    const store = tokensStore();
     const acme = [idOf(5, 'acme'), randomBytes(16), idOf(7, 'acme'), idOf(5, 'globex')];
     const globex = [idOf(5, 'acme'), idOf(5, 'globex'), idOf(30, 'globex')];
-    const [forAcme, forGlobex] = await Promise.all([repository.findSealed('acme', acme), repository.findSealed('globex', globex)]);
+    const [forAcme, forGlobex] = await Promise.all([store.readSealed('acme', acme, []), store.readSealed('globex', globex, [])]);
     // Rows come in no particular order; each carries the very id buffer it answers.
-    expect(forAcme!.rows.map((row) => row.tokenId)).toHaveLength(2);
-    expect(forAcme!.rows.map((row) => row.tokenId)).toEqual(expect.arrayContaining([acme[0], acme[2]]));
-    expect(forGlobex!.rows.map((row) => row.tokenId)).toHaveLength(2);
-    expect(forGlobex!.rows.map((row) => row.tokenId)).toEqual(expect.arrayContaining([globex[1], globex[2]]));
-    await expect(repository.findSealed('acme', [randomBytes(15)])).rejects.toThrow('16 bytes');
+    expect(forAcme.map((row) => row.tokenId)).toHaveLength(2);
+    expect(forAcme.map((row) => row.tokenId)).toEqual(expect.arrayContaining([acme[0], acme[2]]));
+    expect(forGlobex.map((row) => row.tokenId)).toHaveLength(2);
+    expect(forGlobex.map((row) => row.tokenId)).toEqual(expect.arrayContaining([globex[1], globex[2]]));
+    await expect(store.readSealed('acme', [randomBytes(15)], [])).rejects.toThrow('16 bytes');
   });
 
   it('hands back each row whole: key version, envelope bytes and a country that may be absent', async () => {
-    const repository = createTokensRepository(testDb.db);
+    const store = tokensStore();
     const [withCountry, without] = [randomBytes(16), randomBytes(16)];
     const [envelopeA, envelopeB] = [randomBytes(61), randomBytes(40_000)]; // an odd row too: wider than any i16
-    await testDb.db.query(
+    await testDb.owner.query(
       `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type)
        VALUES ('initech', $1, 7, $2, $5, false, 'GB', 'mobile'), ('initech', $3, 70000, $4, $6, false, NULL, 'toll_free')`,
       [withCountry, envelopeA, without, envelopeB, randomBytes(32), randomBytes(32)],
     );
-    const { rows } = await repository.findSealed('initech', [without, randomBytes(16), withCountry]);
+    const rows = await store.readSealed('initech', [without, randomBytes(16), withCountry], []);
     expect(rows).toHaveLength(2);
     expect(rows).toEqual(
       expect.arrayContaining([
@@ -95,6 +92,6 @@ describe('the detokenize read', () => {
         { tokenId: withCountry, keyVersion: 7, envelope: envelopeA, country: 'GB' },
       ]),
     );
-    expect((await repository.findSealed('initech', [randomBytes(16)])).rows).toEqual([]);
+    expect(await store.readSealed('initech', [randomBytes(16)], [])).toEqual([]);
   });
 });

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { MasterKeySet, parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { createAuditLog } from '../../src/store/audit-log.js';
 import { createKeysRepository } from '../../src/store/keys-repository.js';
+import { cliCaller, eventOf } from '../../src/vault/caller.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
 
 let testDb: TestDb;
@@ -15,7 +17,8 @@ afterAll(async () => {
 });
 
 const keyring = (maxEncryptions = 2 ** 31, leaseMaxAgeMs?: number) =>
-  new Keyring(masterKeys, createKeysRepository(testDb.db), { maxEncryptions, ...(leaseMaxAgeMs ? { leaseMaxAgeMs } : {}) });
+  new Keyring(masterKeys, createKeysRepository(testDb.db, createAuditLog(testDb.db, { key: Buffer.alloc(32, 1) })), { maxEncryptions, ...(leaseMaxAgeMs ? { leaseMaxAgeMs } : {}) });
+const rotation = (tenant: string) => eventOf(cliCaller(tenant), 'keys_rotate', 0);
 
 async function dataKeys(tenant: string) {
   const result = await testDb.db.query<{ version: number; state: string; encryptions: string }>(
@@ -76,7 +79,7 @@ describe('keyring over Postgres', () => {
     const writer = keyring(2 ** 31, 50);
     const other = keyring();
     const before = await writer.forWriting('rotated', 1);
-    const version = await other.rotate('rotated');
+    const version = await other.rotate('rotated', rotation('rotated'), 0);
     expect(version).toBe(before.version + 1);
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect((await writer.forWriting('rotated', 1)).version).toBe(version);
@@ -85,5 +88,45 @@ describe('keyring over Postgres', () => {
   it('answers null for reading a tenant that has no keys, and never creates them', async () => {
     expect(await keyring().forReading('nobody')).toBeNull();
     expect(await dataKeys('nobody')).toEqual([]);
+  });
+
+  it('rotates on request at most once per minimum interval, and records each rotation with it', async () => {
+    const k = keyring();
+    await k.forWriting('paced', 1);
+    expect(await k.rotate('paced', rotation('paced'), 0)).toBe(2);
+    await expect(k.rotate('paced', rotation('paced'), 60_000)).rejects.toMatchObject({ code: 'rate_limited' });
+    expect((await dataKeys('paced')).map((key) => [key.version, key.state])).toEqual([[1, 'retired'], [2, 'active']]);
+    const recorded = await testDb.owner.query<{ action: string }>(`SELECT action FROM audit_events WHERE tenant_id = 'paced' ORDER BY seq`);
+    expect(recorded.rows.map((row) => row.action)).toEqual(['keys_rotate']);
+  });
+
+  // No audit, no state change: a rotation whose event cannot be committed leaves the old version active.
+  it('does not rotate when the rotation cannot be recorded', async () => {
+    const k = keyring();
+    await k.forWriting('unrecorded', 1);
+    await testDb.owner.query(`CREATE OR REPLACE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      IF NEW.tenant_id = 'unrecorded' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`);
+    await testDb.owner.query('CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_events()');
+    try {
+      await expect(k.rotate('unrecorded', rotation('unrecorded'), 0)).rejects.toBeDefined();
+      expect((await dataKeys('unrecorded')).map((key) => [key.version, key.state])).toEqual([[1, 'active']]);
+    } finally {
+      await testDb.owner.query('DROP TRIGGER refuse_events ON audit_events');
+    }
+  });
+
+  // Many versions cost a read of only what is used: the active one, and each older one the first time it is read.
+  it('unwraps a version only when it is first read, and reloads only the active and the cached ones', async () => {
+    const k = keyring();
+    const first = await k.forWriting('many', 1);
+    for (let i = 0; i < 40; i++) await k.rotate('many', rotation('many'), 0);
+    const loads: number[][] = [];
+    const store = createKeysRepository(testDb.db, createAuditLog(testDb.db, { key: Buffer.alloc(32, 1) }));
+    const counting = new Keyring(masterKeys, { ...store, loadTenant: (tenant, versions) => (loads.push(versions), store.loadTenant(tenant, versions)) }, { maxEncryptions: 2 ** 31, reloadAfterMs: 0 });
+    const reader = await counting.forReading('many');
+    expect((await reader!.dataKey(first.version))!.equals(first.key)).toBe(true);
+    await counting.forReading('many');
+    expect(loads).toEqual([[], [41, 1]]);
+    expect(await reader!.dataKey(999)).toBeNull();
   });
 });

@@ -28,18 +28,11 @@ const inputs = Array.from({ length: 100 }, (_, i) => {
   }
 });
 
-const reserving = () => {
-  const counts: number[] = [];
-  return { counts, reserve: async (count: number) => (counts.push(count), keys) };
-};
-
 describe('offloaded batches', () => {
   for (const deterministic of [false, true]) {
     it(`parse and seal on a worker exactly as inline (deterministic: ${deterministic})`, async () => {
-      const worker = reserving();
-      const onThread = await offload.prepareRows(tenant, inputs, worker.reserve, deterministic);
-      const inline = prepareRows(tenant, inputs, keys, deterministic);
-      expect(worker.counts).toEqual([inputs.length]); // reserved before the one pass on the thread
+      const onThread = await offload.prepareRows(tenant, inputs, keys, deterministic);
+      const inline = await inlineOffload.prepareRows(tenant, inputs, keys, deterministic);
 
       expect(onThread.slots).toEqual(inline.slots);
       expect(onThread.rows.map(({ e164, country, lineType, keyVersion }) => ({ e164, country, lineType, keyVersion }))).toEqual(
@@ -62,7 +55,7 @@ describe('offloaded batches', () => {
     for (let wave = 0; wave < 4; wave++) {
       for (let k = 0; k < 3; k++) {
         const id = runs.length;
-        runs.push(offload.prepareRows(tenant, inputs, async () => keys, false).then(() => finished.push(id)));
+        runs.push(offload.prepareRows(tenant, inputs, keys, false).then(() => finished.push(id)));
       }
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
@@ -70,14 +63,9 @@ describe('offloaded batches', () => {
     expect(finished).toEqual(runs.map((_, id) => id));
   });
 
-  it('inline, reserves only for valid numbers, and not at all when none is', async () => {
-    const some = reserving();
-    await inlineOffload.prepareRows(tenant, inputs.slice(0, 5), some.reserve, false);
-    expect(some.counts).toEqual([3]);
-    const none = reserving();
-    const answer = await inlineOffload.prepareRows(tenant, [{ phone: NUMBERS.invalid.e164 }], none.reserve, false);
-    expect(none.counts).toEqual([]);
-    expect(answer.rows).toEqual([]);
+  it('refuses to start when threads are asked for and the worker cannot be found, rather than run inline', async () => {
+    const { createOffload: fresh } = await import('../../src/vault/offload.js');
+    expect(() => fresh({ threads: 1, workerFile: new URL('file:///nowhere/offload-worker.js') })).toThrow(/worker .* is missing/);
   });
 
   it('open on a worker exactly as inline: numbers, tampered envelopes and missing keys', async () => {

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { AuditRepository } from '../../store/audit-repository.js';
-import { bearerSecurity, problemResponses } from '../schemas.js';
+import type { Vault } from '../../vault/vault.js';
+import { bearerSecurity, problemResponses, safeText } from '../schemas.js';
 
 const eventSchema = z.object({
   seq: z.int(),
@@ -15,7 +15,7 @@ const eventSchema = z.object({
   purpose: z.string().nullable(),
 });
 
-export default async function auditRoutes(fastify: FastifyInstance, { audit }: { audit: AuditRepository }) {
+export default async function auditRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
   app.get(
@@ -30,7 +30,7 @@ export default async function auditRoutes(fastify: FastifyInstance, { audit }: {
         querystring: z.strictObject({
           after: z.coerce.number().int().min(0).optional().describe('Only events after this seq (the previous page\'s `next`)'),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
-          client: z.string().min(1).max(128).optional(),
+          client: safeText(128).optional(),
           action: z.string().regex(/^[a-z_]{1,32}$/).optional(),
           from: z.iso.datetime({ offset: true }).optional().describe('Events at or after this time'),
           to: z.iso.datetime({ offset: true }).optional().describe('Events before this time'),
@@ -40,7 +40,7 @@ export default async function auditRoutes(fastify: FastifyInstance, { audit }: {
     },
     async (request, reply) => {
       const { after, limit, client, action, from, to } = request.query;
-      const events = await audit.list(request.identity!.tenant, {
+      const events = await vault.readAudit(request.caller!, {
         afterSeq: after,
         limit,
         client,

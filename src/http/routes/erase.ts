@@ -23,7 +23,7 @@ export default async function eraseRoutes(fastify: FastifyInstance, { vault }: {
     },
     async (request, reply) => {
       reply.itemCount = 1;
-      await vault.eraseToken(request.identity!, request.params.token);
+      await vault.eraseToken(request.caller!, request.params.token);
       return reply.code(204).send(null);
     },
   );
@@ -42,7 +42,7 @@ export default async function eraseRoutes(fastify: FastifyInstance, { vault }: {
       },
     },
     async (request, reply) => {
-      const erased = await vault.eraseNumber(request.identity!, request.body);
+      const erased = await vault.eraseNumber(request.caller!, request.body);
       reply.itemCount = erased;
       return { erased };
     },

@@ -1,12 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { DATA_KEY_STATES } from '../../crypto/keyring.js';
 import type { Vault } from '../../vault/vault.js';
 import { bearerSecurity, problemResponses } from '../schemas.js';
 
 const keyVersionSchema = z.object({
   version: z.int(),
-  state: z.enum(['active', 'retired', 'destroyed']),
+  state: z.enum(DATA_KEY_STATES),
   encryptions: z.int().describe('Encryptions counted against this version (an upper bound)'),
   tokens: z.int().describe('Tokens this version still protects'),
   createdAt: z.string(),
@@ -27,17 +28,26 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
         summary: "The caller's tenant's data key versions, their state, use and tokens",
         tags: ['keys'],
         security: bearerSecurity,
-        response: { 200: z.object({ keys: z.array(keyVersionSchema) }), ...problemResponses },
+        querystring: z.strictObject({
+          after: z.coerce.number().int().min(0).max(2 ** 31 - 1).default(0).describe("Only versions after this one (the previous page's `next`)"),
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+        }),
+        response: { 200: z.object({ keys: z.array(keyVersionSchema), next: z.int().nullable() }), ...problemResponses },
       },
     },
-    async (request) => ({
-      keys: (await vault.listKeys(request.identity!)).map((key) => ({
-        ...key,
-        createdAt: key.createdAt.toISOString(),
-        retiredAt: key.retiredAt?.toISOString() ?? null,
-        destroyedAt: key.destroyedAt?.toISOString() ?? null,
-      })),
-    }),
+    async (request, reply) => {
+      const page = await vault.listKeys(request.caller!, { afterVersion: request.query.after, limit: request.query.limit });
+      reply.itemCount = page.keys.length;
+      return {
+        keys: page.keys.map((key) => ({
+          ...key,
+          createdAt: key.createdAt.toISOString(),
+          retiredAt: key.retiredAt?.toISOString() ?? null,
+          destroyedAt: key.destroyedAt?.toISOString() ?? null,
+        })),
+        next: page.next,
+      };
+    },
   );
 
   app.post(
@@ -52,7 +62,7 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
         response: { 200: z.object({ activeVersion: z.int() }), ...problemResponses },
       },
     },
-    async (request) => ({ activeVersion: await vault.rotateKey(request.identity!) }),
+    async (request) => ({ activeVersion: await vault.rotateKey(request.caller!) }),
   );
 
   app.post(
@@ -69,7 +79,7 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
       },
     },
     async (request, reply) => {
-      await vault.destroyKeyVersion(request.identity!, request.params.version);
+      await vault.destroyKeyVersion(request.caller!, request.params.version);
       return reply.code(204).send(null);
     },
   );

@@ -4,6 +4,9 @@ import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
 import { bearerSecurity, countryField, lineTypeField, phoneField, problemResponses, tokenField } from '../schemas.js';
 
+const LOOKUP_DEFAULT = 100;
+const LOOKUP_MAX = 1_000;
+
 export default async function lookupRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
@@ -16,14 +19,20 @@ export default async function lookupRoutes(fastify: FastifyInstance, { vault }: 
         summary: "The tokens of a number in the caller's tenant, without any number",
         tags: ['tokens'],
         security: bearerSecurity,
-        body: z.strictObject({ phone: phoneField, country: countryField.optional() }),
-        response: { 200: z.object({ tokens: z.array(z.string()) }), ...problemResponses },
+        body: z.strictObject({
+          phone: phoneField,
+          country: countryField.optional(),
+          limit: z.int().min(1).max(LOOKUP_MAX).default(LOOKUP_DEFAULT).describe('Tokens per page'),
+          cursor: z.string().max(64).optional().describe("The previous page's `next`"),
+        }),
+        response: { 200: z.object({ tokens: z.array(z.string()), next: z.string().nullable() }), ...problemResponses },
       },
     },
     async (request, reply) => {
-      const tokens = await vault.lookup(request.identity!, request.body);
-      reply.itemCount = tokens.length;
-      return { tokens };
+      const { phone, country, limit, cursor } = request.body;
+      const page = await vault.lookup(request.caller!, { phone, country }, { limit, cursor });
+      reply.itemCount = page.tokens.length;
+      return page;
     },
   );
 
@@ -53,7 +62,7 @@ export default async function lookupRoutes(fastify: FastifyInstance, { vault }: 
     },
     async (request, reply) => {
       reply.itemCount = 1;
-      const metadata = await vault.tokenMetadata(request.identity!, request.params.token);
+      const metadata = await vault.tokenMetadata(request.caller!, request.params.token);
       return { ...metadata, createdAt: metadata.createdAt.toISOString(), expiresAt: metadata.expiresAt?.toISOString() ?? null };
     },
   );

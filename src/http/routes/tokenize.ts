@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { recordedWith } from '../audit.js';
 import { bearerSecurity, countryField, itemErrorSchema, lineTypeField, phoneField, problemResponses, ttlField } from '../schemas.js';
 
 export interface TokenizeRoutesOptions {
@@ -40,7 +39,7 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
       reply.itemCount = 1;
       let tokenized;
       try {
-        tokenized = await vault.tokenize(request.identity!, { phone, country }, { deterministic, ttlSeconds }, recordedWith(reply, request));
+        tokenized = await vault.tokenize(request.caller!, { phone, country }, { deterministic, ttlSeconds });
       } catch (error) {
         app.metrics.tokenizeItems.inc({ outcome: 'rejected' });
         throw error;
@@ -80,7 +79,7 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
     async (request, reply) => {
       const { items, deterministic, ttlSeconds } = request.body;
       reply.itemCount = items.length;
-      const outcomes = await vault.tokenizeBatch(request.identity!, items, { deterministic, ttlSeconds }, recordedWith(reply, request));
+      const outcomes = await vault.tokenizeBatch(request.caller!, items, { deterministic, ttlSeconds });
       const rejected = outcomes.filter((outcome) => 'error' in outcome).length;
       app.metrics.tokenizeItems.inc({ outcome: 'stored' }, outcomes.length - rejected);
       app.metrics.tokenizeItems.inc({ outcome: 'rejected' }, rejected);

@@ -1,0 +1,59 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { encodeFields } from '../crypto/aead.js';
+import type { ChainLink } from './chain.js';
+
+/**
+ * A chain head written outside the database (the vault's log), signed under the audit key: whoever rewinds a
+ * chain in the database, events and head alike, cannot rewind the checkpoints already shipped with the logs, and
+ * `phonevault audit verify --checkpoints` then finds the chain short of one.
+ */
+export interface Checkpoint extends ChainLink {
+  tenant: string;
+}
+
+export const CHECKPOINT_MESSAGE = 'audit checkpoint';
+
+const mac = (key: Buffer, checkpoint: Checkpoint) =>
+  createHmac('sha256', key)
+    .update(encodeFields(['phonevault:audit-checkpoint:v1', checkpoint.tenant, String(checkpoint.seq), checkpoint.hash]))
+    .digest();
+
+/** The fields of a checkpoint's log line. */
+export function checkpointFields(key: Buffer, checkpoint: Checkpoint) {
+  return { tenant: checkpoint.tenant, seq: checkpoint.seq, hash: checkpoint.hash.toString('hex'), mac: mac(key, checkpoint).toString('hex') };
+}
+
+export interface CheckpointsRead {
+  /** The latest authentic checkpoint of each tenant. */
+  latest: Map<string, Checkpoint>;
+  /** Checkpoint lines whose signature does not hold (forged, or signed under another key). */
+  forged: number;
+}
+
+/** Reads checkpoints from log text (JSON lines, other lines ignored), keeping each tenant's highest. */
+export function readCheckpoints(key: Buffer, text: string): CheckpointsRead {
+  const latest = new Map<string, Checkpoint>();
+  let forged = 0;
+  for (const line of text.split('\n')) {
+    if (!line.includes(CHECKPOINT_MESSAGE)) continue;
+    let fields: Record<string, unknown>;
+    try {
+      fields = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    const { msg, tenant, seq, hash, mac: signature } = fields;
+    if (msg !== CHECKPOINT_MESSAGE) continue;
+    if (typeof tenant !== 'string' || !Number.isSafeInteger(seq) || typeof hash !== 'string' || typeof signature !== 'string' || !/^[0-9a-f]{64}$/.test(hash) || !/^[0-9a-f]{64}$/.test(signature)) {
+      forged++;
+      continue;
+    }
+    const checkpoint = { tenant, seq: seq as number, hash: Buffer.from(hash, 'hex') };
+    if (!timingSafeEqual(mac(key, checkpoint), Buffer.from(signature, 'hex'))) {
+      forged++;
+      continue;
+    }
+    if ((latest.get(tenant)?.seq ?? -1) < checkpoint.seq) latest.set(tenant, checkpoint);
+  }
+  return { latest, forged };
+}

@@ -1,0 +1,87 @@
+import type { Redis } from 'ioredis';
+
+export interface Count {
+  /** The key's count in its current window, after this call. */
+  count: number;
+  /** Milliseconds until the window ends. */
+  resetMs: number;
+}
+
+/**
+ * Fixed-window counters, in process or in Redis, with exactly the same answers for the same sequence of calls:
+ * a window starts at a key's first count and lasts `windowMs`. `add` always counts (a request refused for its
+ * rate still spent it); `spend` counts only when the total stays within `max` (an item budget is never overdrawn).
+ */
+export interface Counters {
+  add(key: string, n: number, windowMs: number): Promise<Count>;
+  spend(key: string, n: number, max: number, windowMs: number): Promise<Count & { allowed: boolean }>;
+}
+
+const MAX_KEYS = 100_000;
+
+export function createMemoryCounters(now: () => number = Date.now): Counters {
+  const windows = new Map<string, { count: number; endsAt: number }>();
+  const windowOf = (key: string, windowMs: number) => {
+    const time = now();
+    let window = windows.get(key);
+    if (!window || window.endsAt <= time) {
+      if (windows.size >= MAX_KEYS) {
+        for (const [k, w] of windows) if (w.endsAt <= time) windows.delete(k);
+        // Still full of live windows: the oldest goes, so that memory stays bounded whatever the flood.
+        if (windows.size >= MAX_KEYS) windows.delete(windows.keys().next().value!);
+      }
+      window = { count: 0, endsAt: time + windowMs };
+      windows.set(key, window);
+    }
+    return { window, time };
+  };
+  return {
+    async add(key, n, windowMs) {
+      const { window, time } = windowOf(key, windowMs);
+      window.count += n;
+      return { count: window.count, resetMs: window.endsAt - time };
+    },
+    async spend(key, n, max, windowMs) {
+      const { window, time } = windowOf(key, windowMs);
+      const allowed = window.count + n <= max;
+      if (allowed) window.count += n;
+      return { allowed, count: window.count, resetMs: window.endsAt - time };
+    },
+  };
+}
+
+// Both atomic in Redis; the window's expiry is set by its first count, as in memory.
+const ADD = `
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {count, redis.call('PTTL', KEYS[1])}`;
+
+const SPEND = `
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
+  local ttl = redis.call('PTTL', KEYS[1])
+  return {0, count, ttl}
+end
+count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return {1, count, redis.call('PTTL', KEYS[1])}`;
+
+type Script = (key: string, ...args: Array<string | number>) => Promise<number[]>;
+
+export function createRedisCounters(redis: Redis, namespace = 'phonevault:'): Counters {
+  // Defined once, then sent by digest (EVALSHA) rather than as text on every call.
+  const scripts = redis as unknown as { phonevaultAdd?: Script; phonevaultSpend?: Script };
+  if (!scripts.phonevaultAdd) redis.defineCommand('phonevaultAdd', { numberOfKeys: 1, lua: ADD });
+  if (!scripts.phonevaultSpend) redis.defineCommand('phonevaultSpend', { numberOfKeys: 1, lua: SPEND });
+  const resetOf = (ttl: number, windowMs: number) => (ttl > 0 ? ttl : windowMs);
+  return {
+    async add(key, n, windowMs) {
+      const [count, ttl] = (await scripts.phonevaultAdd!(namespace + key, n, windowMs)) as [number, number];
+      return { count, resetMs: resetOf(ttl, windowMs) };
+    },
+    async spend(key, n, max, windowMs) {
+      const [allowed, count, ttl] = (await scripts.phonevaultSpend!(namespace + key, n, max, windowMs)) as [number, number, number];
+      return { allowed: allowed === 1, count, resetMs: resetOf(ttl, windowMs) };
+    },
+  };
+}

@@ -1,0 +1,401 @@
+import type { Logger } from 'pino';
+import { chainEvents, GENESIS_HASH, type AuditEvent, type ChainedEvent, type ChainLink } from '../audit/chain.js';
+import { bind, statement, type Statement } from './sql.js';
+import { settleAll, StorageUnavailableError, type Db, type Queryable, type Transaction } from './db.js';
+
+/** What a piece of audited work gives back: its value, and the events that record it. */
+export interface Recorded<T> {
+  value: T;
+  events: AuditEvent[];
+}
+
+export interface AuditHead extends ChainLink {
+  anchorSeq: number;
+  anchorHash: Buffer;
+  keyedAfter: number;
+  headMac: Buffer | null;
+}
+
+export interface AuditQuery {
+  afterSeq?: number | undefined;
+  limit: number;
+  client?: string | undefined;
+  action?: string | undefined;
+  from?: Date | undefined;
+  to?: Date | undefined;
+}
+
+interface EventRow {
+  tenant_id: string;
+  seq: string;
+  occurred_at: Date;
+  client: string;
+  action: string;
+  items: number;
+  outcome: string;
+  request_id: string | null;
+  purpose: string | null;
+  hash: Buffer;
+}
+
+const toEvent = (row: EventRow): ChainedEvent => ({
+  tenant: row.tenant_id,
+  seq: Number(row.seq),
+  occurredAt: row.occurred_at,
+  client: row.client,
+  action: row.action,
+  items: row.items,
+  outcome: row.outcome,
+  requestId: row.request_id,
+  purpose: row.purpose,
+  hash: row.hash,
+});
+
+const EVENT_COLUMNS = 'tenant_id, seq, occurred_at, client, action, items, outcome, request_id, purpose, hash';
+
+// The append, as common table expressions to put before a statement's own: move the tenant's head past the
+// events, from where their chain started, and insert them, failing the whole statement (a division by zero) unless
+// the head still was where the chain started. Every statement names one tenant, so that a distributed Postgres
+// routes each to one shard.
+const APPEND_CTES = `audit_advanced AS (
+    UPDATE audit_heads SET seq = :head_seq, hash = :head_hash
+    WHERE tenant_id = :tenant AND seq = :from_seq AND hash = :from_hash
+    RETURNING 1
+  ), audit_appended AS (
+    INSERT INTO audit_events (${EVENT_COLUMNS})
+    SELECT :tenant, * FROM unnest(:event_seqs::bigint[], :event_times::timestamptz[], :event_clients::text[], :event_actions::text[],
+      :event_items::int[], :event_outcomes::text[], :event_request_ids::text[], :event_purposes::text[], :event_hashes::bytea[])
+    WHERE (SELECT 1 / count(*) FROM audit_advanced)::int = 1
+  )`;
+type AppendName =
+  | 'tenant'
+  | 'head_seq'
+  | 'head_hash'
+  | 'from_seq'
+  | 'from_hash'
+  | 'event_seqs'
+  | 'event_times'
+  | 'event_clients'
+  | 'event_actions'
+  | 'event_items'
+  | 'event_outcomes'
+  | 'event_request_ids'
+  | 'event_purposes'
+  | 'event_hashes';
+
+/** A statement of the caller's that carries the append when there are events to record, and runs alone if not. */
+export interface AuditedStatement<Names extends string, Row = unknown> {
+  name: string;
+  withAppend: Statement<Names | AppendName>;
+  alone: Statement<Names>;
+  /** Only carries the row type of the answer. */
+  row?: Row;
+}
+
+/** `WITH <append>, <ctes> <main>`: the caller's own CTEs (may be empty) and main statement, with named parameters. */
+export function auditedStatement<Names extends string, Row>(name: string, ctes: string, main: string): AuditedStatement<Names, Row> {
+  return {
+    name,
+    withAppend: statement(`WITH ${APPEND_CTES}${ctes ? `, ${ctes}` : ''}
+${main}`),
+    alone: statement(`${ctes ? `WITH ${ctes}
+` : ''}${main}`),
+  };
+}
+
+const APPEND_ALONE = auditedStatement<never, unknown>('pv_audit_append', '', 'SELECT 1');
+const LOCK_HEAD = 'SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE';
+const LAST_EVENT = 'SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1';
+const SEED_HEAD = 'INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING';
+
+// What an append from a known head answers when the head had moved: it did not match, another writer's events
+// took the seqs, or the two writers deadlocked on each other's rows. Nothing was committed either way.
+const HEAD_MOVED = new Set(['22012', '23505', '40P01']);
+
+/**
+ * The trail could not be written: its head could not be locked or seeded, or its events could not be inserted.
+ * Whatever the work did was rolled back with them; the caller gets 503 and nothing else.
+ */
+export class AuditUnavailable extends Error {
+  readonly reason: unknown;
+
+  constructor(reason: unknown) {
+    super('the audit trail cannot be written');
+    this.name = 'AuditUnavailable';
+    this.reason = reason;
+  }
+}
+
+class HeadMoved extends Error {}
+/** A combined statement failed from a known head for a reason it cannot tell apart: run again, from a locked head. */
+class Unattributed extends Error {}
+
+const HEAD_MISSING = 'the tenant has no audit head';
+/** After another writer moved a tenant's head, its appends lock the head first for this long. */
+const CONTENDED_MS = 1_000;
+const MAX_TENANTS = 100_000;
+
+export interface AuditLogOptions {
+  /** The key events are chained under (src/store/audit-key.ts). */
+  key: Buffer;
+  logger?: Logger;
+  /** Told of every head the log commits, for the checkpoints written outside the database. */
+  onAdvance?: (tenant: string, head: ChainLink, appended: number) => void;
+}
+
+/**
+ * The audit trail's one way in. `commit` runs a piece of work and appends the events it returns in one
+ * transaction: the work's reads and writes are committed with their events, or neither is. There is no other way
+ * to append and no way to do audited work without it.
+ *
+ * The events are chained from the tenant's head as this instance last committed it, and everything (the work, the
+ * events, the head's move) goes in one pipelined round trip; should the head have moved meanwhile (another
+ * instance appended), that transaction fails whole and the work runs again in one that locks the head first.
+ * Either way whoever holds the head appends next, so any number of instances appending to one tenant build one
+ * chain; an instance alone on a tenant never waits for a lock's answer.
+ */
+export function createAuditLog(db: Db, options: AuditLogOptions) {
+  // Tenants known to have a head row (which the lock needs), each seeded once per instance before its first append.
+  const seeded = new Set<string>();
+  // Where each tenant's head stood after this instance's last commit, and tenants whose heads others move.
+  const heads = new Map<string, ChainLink>();
+  const contendedUntil = new Map<string, number>();
+
+  async function seed(tenant: string): Promise<void> {
+    if (seeded.has(tenant)) return;
+    const last = (await db.query<{ seq: string; hash: Buffer }>(LAST_EVENT, [tenant])).rows[0];
+    const created = await db.query(SEED_HEAD, [tenant, last ? Number(last.seq) : 0, last?.hash ?? GENESIS_HASH]);
+    // A tenant with events but no head lost its head row: the chain resumes where its events end, and verification,
+    // which checks the head against the checkpoints, is the place where a rewound chain shows.
+    if (created.rowCount === 1 && last) options.logger?.warn({ tenant }, 'audit head was missing; resumed from the last event');
+    if (seeded.size >= MAX_TENANTS) seeded.clear();
+    seeded.add(tenant);
+  }
+
+  const remember = (tenant: string, head: ChainLink) => {
+    if (heads.size >= MAX_TENANTS && !heads.has(tenant)) heads.clear();
+    heads.set(tenant, head);
+  };
+
+  function appendValues(tenant: string, from: ChainLink, events: AuditEvent[]): { values: Record<AppendName, unknown>; head: ChainLink } {
+    const { links, head } = chainEvents(options.key, from, events);
+    return {
+      head,
+      values: {
+        tenant,
+        head_seq: head.seq,
+        head_hash: head.hash,
+        from_seq: from.seq,
+        from_hash: from.hash,
+        event_seqs: links.map((link) => link.seq),
+        event_times: events.map((e) => e.occurredAt),
+        event_clients: events.map((e) => e.client),
+        event_actions: events.map((e) => e.action),
+        event_items: events.map((e) => e.items),
+        event_outcomes: events.map((e) => e.outcome),
+        event_request_ids: events.map((e) => e.requestId),
+        event_purposes: events.map((e) => e.purpose),
+        event_hashes: links.map((link) => link.hash),
+      },
+    };
+  }
+
+  const codeOf = (error: unknown) => (error as { code?: unknown } | null)?.code;
+
+  /** Where a chain starts: the head as this instance last committed it, or the head locked in this transaction. */
+  type Start = { known: ChainLink } | { locked: Promise<ChainLink> };
+  type Outcome<T> = { value: T; head: ChainLink | null; appended: number };
+
+  const lockHead = (tx: Transaction, tenant: string): Promise<ChainLink> => {
+    const locked = tx.query<{ seq: string; hash: Buffer }>(LOCK_HEAD, [tenant], { prepare: 'pv_audit_lock' }).then(
+      ({ rows: [row] }) => {
+        if (!row) throw new AuditUnavailable(new Error(HEAD_MISSING));
+        return { seq: Number(row.seq), hash: row.hash };
+      },
+      (error: unknown) => {
+        throw error instanceof StorageUnavailableError ? error : new AuditUnavailable(error);
+      },
+    );
+    locked.catch(() => undefined);
+    return locked;
+  };
+
+  /**
+   * Runs `run` from the head this instance last committed, if it holds one and nobody else moved it lately;
+   * should the head have moved, `run` runs again from the head locked first. `single` work needs no transaction
+   * of its own from a known head: one statement, committed by itself.
+   */
+  async function withHead<T>(tenant: string, mode: { hot: boolean; single: boolean }, run: (tx: Transaction, start: Start) => Promise<Outcome<T>>): Promise<T> {
+    await seed(tenant).catch((error: unknown) => {
+      throw error instanceof StorageUnavailableError ? error : new AuditUnavailable(error);
+    });
+    const known = heads.get(tenant);
+    let outcome: Outcome<T> | null = null;
+    try {
+      if (known && (contendedUntil.get(tenant) ?? 0) < Date.now()) {
+        try {
+          outcome = mode.single
+            ? await run({ query: (text, values, queryOptions) => db.query(text, values, queryOptions), beforeCommit: () => Promise.reject(new Error('no transaction')) }, { known })
+            : await db.transact((tx) => run(tx, { known }), { hot: mode.hot });
+        } catch (error) {
+          // Writers that raced on one head may deadlock wherever they meet; from a known head, that is a move too.
+          const moved = error instanceof HeadMoved || codeOf(error) === '40P01';
+          if (!moved && !(error instanceof Unattributed)) throw error;
+          if (moved) {
+            if (contendedUntil.size >= MAX_TENANTS) contendedUntil.clear();
+            contendedUntil.set(tenant, Date.now() + CONTENDED_MS);
+          }
+        }
+      }
+      outcome ??= await db.transact((tx) => run(tx, { locked: lockHead(tx, tenant) }), { hot: mode.hot });
+    } catch (error) {
+      seeded.delete(tenant);
+      heads.delete(tenant);
+      throw error;
+    }
+    if (outcome.head) remember(tenant, outcome.head);
+    if (outcome.head && outcome.appended > 0) options.onAdvance?.(tenant, outcome.head, outcome.appended);
+    return outcome.value;
+  }
+
+  /** Appends `events` chained from `from` with a statement of their own; its failure is the trail's. */
+  async function appendAlone(q: Transaction, tenant: string, from: ChainLink, fromKnown: boolean, events: AuditEvent[]): Promise<ChainLink> {
+    const { values, head } = appendValues(tenant, from, events);
+    try {
+      await q.query(APPEND_ALONE.withAppend.text, bind(APPEND_ALONE.withAppend, values), { prepare: APPEND_ALONE.name });
+      return head;
+    } catch (error) {
+      const code = codeOf(error);
+      if (fromKnown && typeof code === 'string' && HEAD_MOVED.has(code)) throw new HeadMoved();
+      throw error instanceof StorageUnavailableError ? error : new AuditUnavailable(error);
+    }
+  }
+
+  /**
+   * Runs a piece of work and appends the events it returns in one transaction: its reads and writes are committed
+   * with their events, or neither is. For the work of several statements (lookups, erasures, key operations).
+   */
+  function commit<T>(tenant: string, work: (tx: Transaction) => Promise<Recorded<T>>, commitOptions: { hot?: boolean } = {}): Promise<T> {
+    return withHead(tenant, { hot: commitOptions.hot ?? false, single: false }, async (tx, start) => {
+      const from = 'known' in start ? Promise.resolve(start.known) : start.locked;
+      const done = work(tx);
+      await settleAll([from, done]);
+      const [recorded, chainStart] = [await done, await from];
+      if (recorded.events.length === 0) return { value: recorded.value, head: chainStart, appended: 0 };
+      const head = await appendAlone(tx, tenant, chainStart, 'known' in start, recorded.events);
+      return { value: recorded.value, head, appended: recorded.events.length };
+    });
+  }
+
+  /**
+   * Runs one statement of the caller's with the events appended by that very statement, from the head as last
+   * known: one round trip and one commit for both, for the hot paths' reads and inserts. From a head locked first
+   * (another instance moved it, or it is not known yet), the statement and the append go one after the other in
+   * a transaction, so that a failure is told apart as the work's or the trail's.
+   */
+  function execute<Names extends string, R>(tenant: string, events: AuditEvent[], audited: AuditedStatement<Names, R>, values: Record<Names, unknown>): Promise<{ rows: R[]; rowCount: number }> {
+    const alone = () => bind(audited.alone, values);
+    return withHead(tenant, { hot: true, single: true }, async (tx, start) => {
+      if (events.length === 0) return { value: await tx.query<R>(audited.alone.text, alone(), { prepare: `${audited.name}_alone` }), head: null, appended: 0 };
+      if ('known' in start) {
+        const { values: appendNamed, head } = appendValues(tenant, start.known, events);
+        try {
+          const result = await tx.query<R>(audited.withAppend.text, bind(audited.withAppend, { ...values, ...appendNamed }), { prepare: audited.name });
+          return { value: result, head, appended: events.length };
+        } catch (error) {
+          const code = codeOf(error);
+          if (typeof code === 'string' && HEAD_MOVED.has(code)) throw new HeadMoved();
+          if (error instanceof StorageUnavailableError) throw error;
+          throw new Unattributed();
+        }
+      }
+      const from = await start.locked;
+      const result = await tx.query<R>(audited.alone.text, alone(), { prepare: `${audited.name}_alone` });
+      const head = await appendAlone(tx, tenant, from, false, events);
+      return { value: result, head, appended: events.length };
+    });
+  }
+
+  return {
+    commit,
+    execute,
+
+    /** A page of the tenant's events, filtered, read through `q` (the transaction that records the read). */
+    async list(tenant: string, query: AuditQuery, q: Queryable = db): Promise<ChainedEvent[]> {
+      const result = await q.query<EventRow>(
+        `SELECT ${EVENT_COLUMNS} FROM audit_events
+         WHERE tenant_id = $1 AND seq > $2
+           AND ($3::text IS NULL OR client = $3) AND ($4::text IS NULL OR action = $4)
+           AND ($5::timestamptz IS NULL OR occurred_at >= $5) AND ($6::timestamptz IS NULL OR occurred_at < $6)
+         ORDER BY seq LIMIT $7`,
+        [tenant, query.afterSeq ?? 0, query.client ?? null, query.action ?? null, query.from ?? null, query.to ?? null, query.limit],
+      );
+      return result.rows.map(toEvent);
+    },
+
+    /** A page of the chain in seq order, for verification. */
+    async chainPage(tenant: string, afterSeq: number, limit: number): Promise<ChainedEvent[]> {
+      const result = await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [
+        tenant,
+        afterSeq,
+        limit,
+      ]);
+      return result.rows.map(toEvent);
+    },
+
+    async head(tenant: string): Promise<AuditHead | null> {
+      const result = await db.query<{ seq: string; hash: Buffer; anchor_seq: string; anchor_hash: Buffer; keyed_after: string; head_mac: Buffer | null }>(
+        'SELECT seq, hash, anchor_seq, anchor_hash, keyed_after, head_mac FROM audit_heads WHERE tenant_id = $1',
+        [tenant],
+      );
+      const row = result.rows[0];
+      return row
+        ? {
+            seq: Number(row.seq),
+            hash: row.hash,
+            anchorSeq: Number(row.anchor_seq),
+            anchorHash: row.anchor_hash,
+            keyedAfter: Number(row.keyed_after),
+            headMac: row.head_mac,
+          }
+        : null;
+    },
+
+    /** Every tenant the trail should cover: those with a head, with events or with keys. */
+    async tenants(): Promise<string[]> {
+      const result = await db.query<{ tenant_id: string }>(
+        `SELECT tenant_id FROM audit_heads UNION SELECT DISTINCT tenant_id FROM audit_events UNION SELECT tenant_id FROM tenant_keys ORDER BY 1`,
+      );
+      return result.rows.map((row) => row.tenant_id);
+    },
+
+    /** Replaces the signature over a head's anchor and legacy boundary (prune and seal write it). */
+    async signHead(tenant: string, mac: Buffer): Promise<void> {
+      await db.query('UPDATE audit_heads SET head_mac = $2 WHERE tenant_id = $1', [tenant, mac]);
+    },
+
+    /**
+     * Drops the tenant's events from before `cutoff` (a whole period), keeping the last dropped event's seq and
+     * hash as the signed anchor the chain is verified from. The only delete the table's trigger lets through, and
+     * one the serving role has no privilege for.
+     */
+    async prune(tenant: string, cutoff: Date, signAnchor: (anchor: ChainLink, keyedAfter: number) => Buffer): Promise<number> {
+      return db.transact(async (tx) => {
+        await tx.query(`SELECT set_config('phonevault.audit_retention', 'on', true)`);
+        const locked = (await tx.query<{ keyed_after: string }>('SELECT keyed_after FROM audit_heads WHERE tenant_id = $1 FOR UPDATE', [tenant])).rows[0];
+        if (!locked) return 0;
+        const anchor = (
+          await tx.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_events WHERE tenant_id = $1 AND occurred_at < $2 ORDER BY seq DESC LIMIT 1', [tenant, cutoff])
+        ).rows[0];
+        if (!anchor) return 0;
+        const seq = Number(anchor.seq);
+        const dropped = (await tx.query('DELETE FROM audit_events WHERE tenant_id = $1 AND seq <= $2', [tenant, seq])).rowCount;
+        const mac = signAnchor({ seq, hash: anchor.hash }, Number(locked.keyed_after));
+        await tx.query('UPDATE audit_heads SET anchor_seq = $2, anchor_hash = $3, head_mac = $4 WHERE tenant_id = $1', [tenant, seq, anchor.hash, mac]);
+        return dropped;
+      });
+    },
+  };
+}
+
+export type AuditLog = ReturnType<typeof createAuditLog>;

@@ -1,0 +1,184 @@
+import type { AuditEvent } from '../../audit/chain.js';
+import { FINGERPRINT_BYTES } from '../../crypto/fingerprint.js';
+import { TOKEN_ID_BYTES } from '../../crypto/tokens.js';
+import { auditedStatement, type AuditLog } from '../audit-log.js';
+import { createBatcher } from '../batcher.js';
+import type { Db } from '../db.js';
+import { packedAt, packFixed } from '../packed.js';
+import type { EnvelopeRow, NewToken, SealedToken } from './rows.js';
+
+/**
+ * A flush's rows, one tenant, one statement: all or none. A deterministic row whose number already has a token
+ * is skipped. Token ids (16 bytes apiece), envelopes (:envelope_width bytes apiece: src/crypto/number-envelope.ts
+ * pads every number to one width) and fingerprints (32 bytes apiece) travel packed, one bytea each, sent in
+ * binary: a 1000-row insert takes about a fifth less time than with bytea[] arrays, which the driver hex-encodes
+ * and the server parses back element by element.
+ */
+const INSERT_TOKENS = auditedStatement<
+  'tenant' | 'token_ids' | 'key_versions' | 'envelopes' | 'envelope_width' | 'fingerprints' | 'deterministic' | 'countries' | 'line_types' | 'expiries',
+  { token_id: Buffer }
+>(
+  'pv_insert_tokens',
+  `inserted AS (
+    INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type, expires_at)
+    SELECT :tenant, ${packedAt(':token_ids', 'u.i', TOKEN_ID_BYTES)}, u.key_version, ${packedAt(':envelopes', 'u.i', ':envelope_width::int')},
+      ${packedAt(':fingerprints', 'u.i', FINGERPRINT_BYTES)}, u.deterministic, u.country, u.line_type, u.expires_at
+    FROM unnest(:key_versions::int[], :deterministic::bool[], :countries::text[], :line_types::text[], :expiries::timestamptz[])
+      WITH ORDINALITY AS u(key_version, deterministic, country, line_type, expires_at, i)
+    ON CONFLICT (tenant_id, fingerprint) WHERE deterministic DO NOTHING
+    RETURNING token_id
+  )`,
+  'SELECT token_id FROM inserted',
+);
+
+/** The deterministic tokens of these fingerprints: read after their insert, it sees every committed winner. */
+const DETERMINISTIC_HOLDERS = `SELECT token_id, key_version, envelope, fingerprint FROM tokens
+  WHERE tenant_id = $1 AND deterministic AND fingerprint = ANY($2::bytea[])`;
+
+/**
+ * The sealed rows of a flush's ids (packed 16 bytes apiece), one primary-key probe per id whatever the
+ * statistics say: the LIMIT keeps the planner from turning the lateral lookup into a join, which with stale
+ * statistics (a table that just grew) became a hash join over a sequential scan, 20× slower
+ * (test/store/read-plan.test.ts). The rows found come back packed into one bytea (`unpackSealed`), each as: the
+ * 1-based position of its id (u32), key version (u32), country length (i16, −1 for none) and bytes, envelope
+ * length (u32) and bytes. One value to decode instead of a thousand rows of four fields: for a batch read, row
+ * decoding was a fifth of the event loop's time, and most of its garbage.
+ */
+export const READ_SEALED = auditedStatement<'tenant' | 'ids', { packed: Buffer | null }>(
+  'pv_read_sealed',
+  '',
+  `SELECT string_agg(
+    int4send(g.i) || int4send(t.key_version)
+      || int2send(coalesce(octet_length(t.country), -1)::int2) || coalesce(convert_to(t.country, 'UTF8'), ''::bytea)
+      || int4send(octet_length(t.envelope)) || t.envelope,
+    ''::bytea) AS packed
+  FROM generate_series(1, octet_length(:ids::bytea) / ${TOKEN_ID_BYTES}) AS g(i)
+  CROSS JOIN LATERAL (
+    SELECT key_version, envelope, country FROM tokens
+    WHERE tenant_id = :tenant AND token_id = ${packedAt(':ids', 'g.i', TOKEN_ID_BYTES)} AND (expires_at IS NULL OR expires_at > now())
+    LIMIT 1
+  ) t`,
+);
+
+/** Calls `row` for each row of READ_SEALED's packed answer; envelopes are views of `packed`. */
+export function unpackSealed(packed: Buffer | null, row: (position: number, keyVersion: number, country: string | null, envelope: Buffer) => void): void {
+  if (packed === null) return;
+  let at = 0;
+  while (at < packed.length) {
+    const position = packed.readUInt32BE(at);
+    const keyVersion = packed.readUInt32BE(at + 4);
+    const countryLength = packed.readInt16BE(at + 8);
+    at += 10;
+    let country: string | null = null;
+    if (countryLength >= 0) {
+      country = packed.toString('utf8', at, at + countryLength);
+      at += countryLength;
+    }
+    const envelopeLength = packed.readUInt32BE(at);
+    at += 4;
+    if (at + envelopeLength > packed.length) throw new Error('truncated sealed rows');
+    row(position, keyVersion, country, packed.subarray(at, at + envelopeLength));
+    at += envelopeLength;
+  }
+}
+
+/** Per row inserted: the token that holds its number (its own, or a deterministic winner's), or null if gone. */
+export type Holder = EnvelopeRow | null;
+
+interface InsertJob {
+  tenant: string;
+  rows: NewToken[];
+  /** The request's events; none for a request's second attempt, which its first attempt's events already cover. */
+  events: AuditEvent[];
+}
+
+interface ReadJob {
+  tenant: string;
+  tokenIds: Buffer[];
+  events: AuditEvent[];
+}
+
+// latin1 maps each byte to one character: the cheapest exact string form of an id or fingerprint for a Map key.
+const keyOf = (bytes: Buffer) => bytes.toString('latin1');
+
+/**
+ * The hot paths, audited: concurrent inserts of one tenant share one transaction and one commit, and concurrent
+ * reads one read, each with its requests' audit events appended in the same transaction (src/store/audit-log.ts).
+ * Each job still gets exactly its own rows back, and a job's rows are always in one statement, so each request's
+ * batch is stored whole or not at all, and never without its event.
+ */
+export function createTokensStore(db: Db, auditLog: AuditLog) {
+  const insertBatch = createBatcher<InsertJob, Holder[]>(
+    async (tenant, jobs) => {
+      const rows = jobs.flatMap((job) => job.rows);
+      const envelopeWidth = rows[0]?.envelope.length ?? 0;
+      const inserted = await auditLog.execute(
+        tenant,
+        jobs.flatMap((job) => job.events),
+        INSERT_TOKENS,
+        {
+          tenant,
+          token_ids: packFixed(rows.map((r) => r.tokenId), TOKEN_ID_BYTES),
+          key_versions: rows.map((r) => r.keyVersion),
+          envelopes: packFixed(rows.map((r) => r.envelope), envelopeWidth),
+          envelope_width: envelopeWidth,
+          fingerprints: packFixed(rows.map((r) => r.fingerprint), FINGERPRINT_BYTES),
+          deterministic: rows.map((r) => r.deterministic),
+          countries: rows.map((r) => r.country),
+          line_types: rows.map((r) => r.lineType),
+          expiries: rows.map((r) => r.expiresAt),
+        },
+      );
+      const stored = new Set(inserted.rows.map((row) => keyOf(row.token_id)));
+      // A deterministic row that was skipped has a winner: read once its insert is committed.
+      const lost = rows.filter((row) => row.deterministic && !stored.has(keyOf(row.tokenId))).map((row) => row.fingerprint);
+      const holders =
+        lost.length > 0
+          ? await db.query<{ token_id: Buffer; key_version: number; envelope: Buffer; fingerprint: Buffer }>(DETERMINISTIC_HOLDERS, [tenant, lost], { prepare: 'pv_deterministic_holders' })
+          : { rows: [] };
+      const byFingerprint = new Map(holders.rows.map((row) => [keyOf(row.fingerprint), row]));
+      return jobs.map((job) =>
+        job.rows.map((row): Holder => {
+          if (stored.has(keyOf(row.tokenId))) return row;
+          const holder = row.deterministic ? byFingerprint.get(keyOf(row.fingerprint)) : undefined;
+          return holder ? { tokenId: holder.token_id, keyVersion: holder.key_version, envelope: holder.envelope } : null;
+        }),
+      );
+    },
+    { tenantOf: (job) => job.tenant, sizeOf: (job) => job.rows.length, maxItems: 5_000 },
+  );
+
+  const readBatch = createBatcher<ReadJob, SealedToken[]>(
+    async (tenant, jobs) => {
+      const ids = jobs.flatMap((job) => job.tokenIds);
+      const owner = jobs.flatMap((job, index) => job.tokenIds.map(() => index));
+      const answers: SealedToken[][] = jobs.map(() => []);
+      const result = await auditLog.execute(tenant, jobs.flatMap((job) => job.events), READ_SEALED, {
+        tenant,
+        ids: packFixed(ids, TOKEN_ID_BYTES),
+      });
+      unpackSealed(result.rows[0]?.packed ?? null, (position, keyVersion, country, envelope) => {
+        answers[owner[position - 1]!]!.push({ tokenId: ids[position - 1]!, keyVersion, envelope, country });
+      });
+      return answers;
+    },
+    { tenantOf: (job) => job.tenant, sizeOf: (job) => Math.max(1, job.tokenIds.length), maxItems: 5_000 },
+  );
+
+  return {
+    /**
+     * Stores the rows with their events, in one transaction: all or none. Per row, in order: the row itself if
+     * stored, the token already holding its number if it is deterministic and one does, or null if neither (the
+     * holder was erased between the insert and its read).
+     */
+    insert: (tenant: string, rows: NewToken[], events: AuditEvent[]): Promise<Holder[]> => insertBatch({ tenant, rows, events }),
+
+    /**
+     * The sealed numbers of the tenant's live (unexpired) tokens among these distinct ids, in no particular order,
+     * once the events are committed with the read.
+     */
+    readSealed: (tenant: string, tokenIds: Buffer[], events: AuditEvent[]): Promise<SealedToken[]> => readBatch({ tenant, tokenIds, events }),
+  };
+}
+
+export type TokensStore = ReturnType<typeof createTokensStore>;

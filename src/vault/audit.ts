@@ -1,0 +1,39 @@
+import type { AuditEvent, ChainedEvent } from '../audit/chain.js';
+import { headSignature } from '../audit/chain.js';
+import type { Checkpoint } from '../audit/checkpoint.js';
+import { verifyTenantAudit, type TenantVerification } from '../audit/verify.js';
+import type { AuditQuery } from '../store/audit-log.js';
+import { eventOf, type Caller } from './caller.js';
+import type { VaultDeps } from './deps.js';
+
+/** A page of the caller's tenant's trail, read with the event that records the read. */
+export async function readAudit(deps: VaultDeps, caller: Caller, query: AuditQuery): Promise<ChainedEvent[]> {
+  return deps.auditLog.commit(caller.tenant, async (tx) => {
+    const events = await deps.auditLog.list(caller.tenant, query, tx);
+    return { value: events, events: [eventOf(caller, 'audit_read', events.length)] };
+  });
+}
+
+/** Appends events that record no data of their own (counts of refused calls), one tenant at a time. */
+export async function recordEvents(deps: VaultDeps, events: AuditEvent[]): Promise<void> {
+  const byTenant = new Map<string, AuditEvent[]>();
+  for (const event of events) byTenant.set(event.tenant, [...(byTenant.get(event.tenant) ?? []), event]);
+  for (const [tenant, own] of byTenant) await deps.auditLog.commit(tenant, async () => ({ value: null, events: own }));
+}
+
+/** Verifies every tenant's chain (or one), against the latest checkpoint of each when given. */
+export async function verifyAudit(deps: VaultDeps, options: { tenant?: string | undefined; checkpoints?: Map<string, Checkpoint> }): Promise<TenantVerification[]> {
+  const tenants = options.tenant ? [options.tenant] : await deps.auditLog.tenants();
+  const results: TenantVerification[] = [];
+  for (const tenant of tenants) results.push(await verifyTenantAudit(deps.auditLog, deps.auditKey, tenant, options.checkpoints?.get(tenant)));
+  return results;
+}
+
+/** Drops every tenant's events from before `cutoff`; each chain then verifies from its new, signed anchor. */
+export async function pruneAudit(deps: VaultDeps, cutoff: Date): Promise<number> {
+  let dropped = 0;
+  for (const tenant of await deps.auditLog.tenants()) {
+    dropped += await deps.auditLog.prune(tenant, cutoff, (anchor, keyedAfter) => headSignature(deps.auditKey, tenant, anchor, keyedAfter));
+  }
+  return dropped;
+}

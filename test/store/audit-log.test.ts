@@ -1,0 +1,136 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyChain, type AuditEvent } from '../../src/audit/chain.js';
+import { createAuditLog, type AuditLog } from '../../src/store/audit-log.js';
+import type { Queryable } from '../../src/store/db.js';
+import { createTestDb, type TestDb } from '../helpers/db.js';
+
+const key = Buffer.alloc(32, 5);
+let testDb: TestDb;
+let audit: AuditLog;
+beforeAll(async () => {
+  testDb = await createTestDb();
+  audit = createAuditLog(testDb.db, { key });
+});
+afterAll(async () => {
+  await testDb.drop();
+});
+
+const event = (tenant: string, n: number, fields: Partial<AuditEvent> = {}): AuditEvent => ({
+  tenant,
+  client: 'c',
+  action: 'detokenize',
+  items: n,
+  outcome: 'ok',
+  requestId: `r-${tenant}-${n}`,
+  purpose: null,
+  occurredAt: new Date(),
+  ...fields,
+});
+
+const append = (log: AuditLog, tenant: string, events: AuditEvent[]) => log.commit(tenant, async () => ({ value: null, events }));
+
+async function chainOf(tenant: string) {
+  const head = (await audit.head(tenant))!;
+  const events = await audit.chainPage(tenant, 0, 1_000);
+  return { head, events, problem: verifyChain({ key, keyedAfter: head.keyedAfter }, events, { seq: head.anchorSeq, hash: head.anchorHash }, head) };
+}
+
+const tokensOf = async (tenant: string) => Number((await testDb.owner.query<{ n: string }>('SELECT count(*) AS n FROM tokens WHERE tenant_id = $1', [tenant])).rows[0]!.n);
+const insertToken = (tx: Queryable, tenant: string) =>
+  tx.query(
+    `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, line_type)
+     VALUES ($1, decode(md5(random()::text), 'hex'), 1, '\\x00', sha256(random()::text::bytea), false, 'mobile')`,
+    [tenant],
+  );
+
+describe('the audit log', () => {
+  it('keeps any text exactly and chains it under the key', async () => {
+    await append(audit, 'δ-tenant', [
+      event('δ-tenant', 1, { client: 'svc-ü客', purpose: 'support:INC-42', requestId: null }),
+      event('δ-tenant', 2, { action: 'lookup', outcome: 'not_found', items: 0, occurredAt: new Date(0) }),
+    ]);
+    const { head, events, problem } = await chainOf('δ-tenant');
+    expect(problem).toBeNull();
+    expect(events.map((e) => [e.seq, e.client, e.purpose, e.requestId])).toEqual([
+      [1, 'svc-ü客', 'support:INC-42', null],
+      [2, 'c', null, 'r-δ-tenant-2'],
+    ]);
+    expect(events[1]!.occurredAt.getTime()).toBe(0);
+    expect(head.seq).toBe(2);
+    expect(head.hash).toEqual(events[1]!.hash);
+  });
+
+  it('commits the work with its events, or neither', async () => {
+    await expect(
+      audit.commit('gamma', async (tx) => {
+        await insertToken(tx, 'gamma');
+        await tx.query('SELECT 1 / 0');
+        return { value: null, events: [event('gamma', 1)] };
+      }),
+    ).rejects.toThrow();
+    expect(await tokensOf('gamma')).toBe(0);
+    expect(await audit.chainPage('gamma', 0, 10)).toEqual([]);
+    // The events fail instead: the work goes too.
+    await testDb.owner.query(`CREATE OR REPLACE FUNCTION refuse_gamma() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      IF NEW.tenant_id = 'gamma' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`);
+    await testDb.owner.query('CREATE TRIGGER refuse_gamma BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_gamma()');
+    try {
+      await expect(audit.commit('gamma', async (tx) => ({ value: await insertToken(tx, 'gamma'), events: [event('gamma', 2)] }))).rejects.toThrow();
+    } finally {
+      await testDb.owner.query('DROP TRIGGER refuse_gamma ON audit_events');
+    }
+    expect(await tokensOf('gamma')).toBe(0);
+    await audit.commit('gamma', async (tx) => ({ value: await insertToken(tx, 'gamma'), events: [event('gamma', 3)] }));
+    expect(await tokensOf('gamma')).toBe(1);
+    const after = await chainOf('gamma');
+    expect(after.events.map((e) => e.items)).toEqual([3]);
+    expect(after.problem).toBeNull();
+  });
+
+  it('builds one chain when two instances append to one tenant at once, each event once and in a single order', async () => {
+    const instances = [createAuditLog(testDb.db, { key }), createAuditLog(testDb.db, { key })];
+    await Promise.all(Array.from({ length: 40 }, (_, i) => append(instances[i % 2]!, 'alpha', [event('alpha', i)])));
+    const alpha = await chainOf('alpha');
+    expect(alpha.problem).toBeNull();
+    expect(alpha.events.map((e) => e.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(alpha.events.map((e) => e.items).sort((x, y) => x - y)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+  });
+
+  it('starts a new chain once when two instances append its first events at the same moment', async () => {
+    for (let round = 0; round < 5; round++) {
+      const instances = [createAuditLog(testDb.db, { key }), createAuditLog(testDb.db, { key })];
+      const tenant = `fresh-${round}`;
+      await Promise.all(instances.map((instance, i) => append(instance, tenant, [event(tenant, 2 * i + 1), event(tenant, 2 * i + 2)])));
+      const { events, problem } = await chainOf(tenant);
+      expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+      expect(problem).toBeNull();
+    }
+  });
+
+  it('fails whole rather than leave events out when a head row has gone, then resumes the chain where it ends', async () => {
+    await append(audit, 'zeta', [event('zeta', 1)]);
+    // An operator deletes the head behind the vault's back: the log still believes it seeded.
+    await testDb.owner.query(`DELETE FROM audit_heads WHERE tenant_id = 'zeta'`);
+    await expect(audit.commit('zeta', async (tx) => ({ value: await insertToken(tx, 'zeta'), events: [event('zeta', 2)] }))).rejects.toThrow();
+    expect(await tokensOf('zeta')).toBe(0);
+    await append(audit, 'zeta', [event('zeta', 3)]);
+    const zeta = await chainOf('zeta');
+    expect(zeta.events.map((e) => [e.seq, e.items])).toEqual([
+      [1, 1],
+      [2, 3],
+    ]);
+    expect(zeta.problem).toBeNull();
+  });
+
+  it('tells of every head it commits, for the checkpoints', async () => {
+    const heads: Array<[string, number, number]> = [];
+    const told = createAuditLog(testDb.db, { key, onAdvance: (tenant, head, appended) => heads.push([tenant, head.seq, appended]) });
+    await append(told, 'eta', [event('eta', 1), event('eta', 2)]);
+    await append(told, 'eta', []);
+    await append(told, 'eta', [event('eta', 3)]);
+    expect(heads).toEqual([
+      ['eta', 2, 2],
+      ['eta', 3, 1],
+    ]);
+  });
+});
