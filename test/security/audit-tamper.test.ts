@@ -1,0 +1,137 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeFields } from '../../src/crypto/aead.js';
+import { createPgDb, type Db } from '../../src/store/db.js';
+import { bearer, type TestApp } from '../helpers/build.js';
+import { NUMBERS } from '../helpers/numbers.js';
+import { asVaultRole } from '../helpers/roles.js';
+import { createVaultDatabase } from '../helpers/vault-database.js';
+
+// Issue 14, item 4: the trail is tamper-evident against the vault's own database role, and against whoever can
+// rewrite the database but not the logs.
+const masterKey = randomBytes(32).toString('base64');
+let database: Awaited<ReturnType<typeof createVaultDatabase>>;
+let owner: Db;
+let served: Db;
+let t: TestApp;
+const run = (argv: string[]) => database.run(argv);
+
+beforeAll(async () => {
+  database = await createVaultDatabase(masterKey);
+  owner = database.db;
+  served = createPgDb({ connectionString: asVaultRole(database.url), max: 2 });
+  t = await database.app();
+});
+afterAll(async () => {
+  await served.close();
+  await database.drop();
+});
+
+/** As a superuser could: with the append-only triggers out of the way. */
+async function tamper(sql: string, values: unknown[] = []) {
+  await owner.transact(async (tx) => {
+    await tx.query('SET LOCAL session_replication_role = replica');
+    await tx.query(sql, values);
+  });
+}
+
+async function someEvents(tenant: string, n: number) {
+  const headers = bearer({ tenant, scope: 'tokenize' });
+  for (let i = 0; i < n; i++) await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers, payload: { phone: NUMBERS.us.e164 } });
+}
+
+/** The checkpoint lines the vault logged (what an operator ships to write-once storage), as a file. */
+function checkpointsFile(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'pv-checkpoints-')), 'vault.log');
+  writeFileSync(file, `${t.rawLogs.join('\n')}\n`);
+  return file;
+}
+
+describe('the serving role', () => {
+  it('cannot delete, prune, truncate or edit audit events, whatever it sets', async () => {
+    await someEvents('roles', 2);
+    for (const sql of [
+      `DELETE FROM audit_events WHERE tenant_id = 'roles'`,
+      `UPDATE audit_events SET items = 0 WHERE tenant_id = 'roles'`,
+      'TRUNCATE audit_events',
+      `DELETE FROM audit_heads WHERE tenant_id = 'roles'`,
+    ]) {
+      await expect(served.query(sql), sql).rejects.toMatchObject({ code: '42501' });
+    }
+    // The retention switch of earlier releases opens nothing to a role without the privilege.
+    await expect(
+      served.transact(async (tx) => {
+        await tx.query(`SELECT set_config('phonevault.audit_retention', 'on', true)`);
+        await tx.query(`DELETE FROM audit_events WHERE tenant_id = 'roles'`);
+      }),
+    ).rejects.toMatchObject({ code: '42501' });
+    expect(Number((await owner.query<{ n: string }>(`SELECT count(*) AS n FROM audit_events WHERE tenant_id = 'roles'`)).rows[0]!.n)).toBe(2);
+  });
+});
+
+describe('audit verify', () => {
+  it('finds an edit re-chained with the only hash someone with the database alone can compute', async () => {
+    await someEvents('rechained', 4);
+    expect((await run(['audit', 'verify', '--tenant', 'rechained'])).code).toBe(0);
+    // Edit event 2 and re-chain 2..4 with SHA-256 over the same encoding, as the unkeyed chain allowed, head too.
+    const rows = (await owner.query<{ seq: string; occurred_at: Date; client: string; action: string; items: number; outcome: string; request_id: string | null; purpose: string | null; hash: Buffer }>(
+      `SELECT * FROM audit_events WHERE tenant_id = 'rechained' ORDER BY seq`,
+    )).rows;
+    let previous = rows[0]!.hash;
+    for (const row of rows.slice(1)) {
+      const items = row.seq === '2' ? 0 : row.items;
+      const fields = ['phonevault:audit:v2', 'rechained', row.seq, String(row.occurred_at.getTime()), row.client, row.action, String(items), row.outcome, row.request_id ?? '', row.purpose ?? ''];
+      const hash = createHash('sha256').update(previous).update(encodeFields(fields)).digest();
+      await tamper(`UPDATE audit_events SET items = $2, hash = $3 WHERE tenant_id = 'rechained' AND seq = $1::bigint`, [row.seq, items, hash]);
+      previous = hash;
+    }
+    await tamper(`UPDATE audit_heads SET hash = $1 WHERE tenant_id = 'rechained'`, [previous]);
+    const res = await run(['audit', 'verify', '--tenant', 'rechained']);
+    expect(res.code).toBe(1);
+    expect(res.out).toContain('BROKEN tenant rechained: event 2 was edited');
+  });
+
+  it('finds the last events deleted and the head moved back, against the checkpoints the vault logged', async () => {
+    await someEvents('truncated', 5);
+    await t.app.close(); // writes the last checkpoints, as a shutdown does
+    const file = checkpointsFile();
+    t = await database.app();
+    const intact = await run(['audit', 'verify', '--tenant', 'truncated', '--checkpoints', file]);
+    expect(intact.code).toBe(0);
+    expect(intact.out).toContain('reaches checkpoint 5');
+    // Delete events 4 and 5 and move the head back to event 3: consistent in the database alone.
+    const third = (await owner.query<{ hash: Buffer }>(`SELECT hash FROM audit_events WHERE tenant_id = 'truncated' AND seq = 3`)).rows[0]!.hash;
+    await tamper(`DELETE FROM audit_events WHERE tenant_id = 'truncated' AND seq > 3`);
+    await tamper(`UPDATE audit_heads SET seq = 3, hash = $1 WHERE tenant_id = 'truncated'`, [third]);
+    expect((await run(['audit', 'verify', '--tenant', 'truncated'])).code).toBe(0); // undetectable without them
+    const res = await run(['audit', 'verify', '--tenant', 'truncated', '--checkpoints', file]);
+    expect(res.code).toBe(1);
+    expect(res.out).toContain('BROKEN tenant truncated: the chain ends at event 3, short of the checkpoint at 5');
+    // A forged checkpoint line counts for nothing, and is said.
+    writeFileSync(file, `${JSON.stringify({ msg: 'audit checkpoint', tenant: 'truncated', seq: 3, hash: third.toString('hex'), mac: '00'.repeat(32) })}\n`);
+    const forged = await run(['audit', 'verify', '--tenant', 'truncated', '--checkpoints', file]);
+    expect(forged.out).toContain('WARNING 1 checkpoint line(s) carry no valid signature');
+    expect(forged.code).toBe(1);
+  });
+
+  it('reports a tenant whose head row was deleted, never skips it', async () => {
+    await someEvents('headless', 2);
+    await owner.query(`DELETE FROM audit_heads WHERE tenant_id = 'headless'`);
+    const res = await run(['audit', 'verify']);
+    expect(res.code).toBe(1);
+    expect(res.out).toContain('BROKEN tenant headless: has events or keys but no audit head row');
+  });
+
+  it('finds an anchor moved forward to hide a prefix of the chain', async () => {
+    await someEvents('prefix', 4);
+    const second = (await owner.query<{ hash: Buffer }>(`SELECT hash FROM audit_events WHERE tenant_id = 'prefix' AND seq = 2`)).rows[0]!.hash;
+    await tamper(`DELETE FROM audit_events WHERE tenant_id = 'prefix' AND seq <= 2`);
+    await tamper(`UPDATE audit_heads SET anchor_seq = 2, anchor_hash = $1 WHERE tenant_id = 'prefix'`, [second]);
+    const res = await run(['audit', 'verify', '--tenant', 'prefix']);
+    expect(res.code).toBe(1);
+    expect(res.out).toContain('nothing signs that start');
+  });
+});
