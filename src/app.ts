@@ -47,9 +47,13 @@ export interface AppDeps {
   loadShedding?: { maxEventLoopDelayMs: number; sampleIntervalMs: number };
 }
 
-/** Framework errors before any route runs (a malformed URL, an over-long parameter): the vault's own answer. */
-function frameworkError(app: FastifyInstance) {
+/**
+ * Framework errors before any route runs (a malformed URL, an over-long parameter): the vault's own answer,
+ * counted against the IP like any unauthenticated request, and logged like any other (no route runs to do it).
+ */
+function frameworkError(app: FastifyInstance, logController: VaultLogController) {
   return (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    reply.raw.once('finish', () => logController.requestCompleted(null, request, reply));
     const [code, detail] =
       error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? (['uri_too_long', 'the request path is too long'] as const) : error.code === 'FST_ERR_BAD_URL' ? (['invalid_request', 'the request path is malformed'] as const) : (['internal_error', 'the request could not be completed'] as const);
     void app.spendIpBudget(request).then((allowed) => {
@@ -76,17 +80,18 @@ function clientError(logger: Logger) {
 
 /** Builds the vault's HTTP app; it never listens (src/server.ts does) and never reads the environment. */
 export async function buildApp(config: AppConfig, deps: AppDeps): Promise<FastifyInstance> {
+  const logController = new VaultLogController();
   let app: FastifyInstance;
   app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
-    logController: new VaultLogController(),
+    logController,
     // A client-supplied id could smuggle anything into the logs: ours are always generated here.
     requestIdHeader: false,
     genReqId: () => randomUUID(),
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: config.bodyLimit,
     routerOptions: { maxParamLength: 64 },
-    frameworkErrors: (error, request, reply) => frameworkError(app)(error, request, reply),
+    frameworkErrors: (error, request, reply) => frameworkError(app, logController)(error, request, reply),
     clientErrorHandler: clientError(deps.logger),
     ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
@@ -110,6 +115,23 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   checkpointer = createCheckpointer({ key: vaultDeps.auditKey, logger: deps.logger, everyEvents: config.audit.checkpointEvents, intervalMs: config.audit.checkpointIntervalMs });
   const vault = createVault(vaultDeps);
 
+  // Before any plugin or route is registered, so that every route, the plugins' own included, inherits them.
+  app.setErrorHandler(errorHandler);
+  // Before any route sees it: text the vault cannot take is refused, and counted against the IP like a 404.
+  app.addHook('onRequest', async (request, reply) => {
+    const fault = requestFault(request.raw);
+    if (!fault) return;
+    if (!(await app.spendIpBudget(request))) {
+      reply.header('retry-after', '60');
+      throw new VaultError('rate_limited', 'rate limit reached; retry later');
+    }
+    throw new VaultError(fault, fault === 'unsupported_media_type' ? 'send application/json in UTF-8' : 'the request holds characters the vault does not accept');
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    reply.header('cache-control', 'no-store');
+  });
+
   await app.register(requestState);
   await app.register(auth, { jwt: config.jwt });
   await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
@@ -131,23 +153,6 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(refusals, { record: (events) => vault.recordEvents(events) });
   // After the refusals are recorded (onClose runs in registration order), the last heads go to the log.
   app.addHook('onClose', async () => checkpointer?.close());
-
-  // Before any route sees it: text the vault cannot take is refused, and counted against the IP like a 404.
-  app.addHook('onRequest', async (request, reply) => {
-    const fault = requestFault(request.raw);
-    if (!fault) return;
-    if (!(await app.spendIpBudget(request))) {
-      reply.header('retry-after', '60');
-      throw new VaultError('rate_limited', 'rate limit reached; retry later');
-    }
-    throw new VaultError(fault, fault === 'unsupported_media_type' ? 'send application/json in UTF-8' : 'the request holds characters the vault does not accept');
-  });
-  app.addHook('onSend', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-    reply.header('cache-control', 'no-store');
-  });
-  // Before any route is registered, so that every route inherits them.
-  app.setErrorHandler(errorHandler);
   app.setNotFoundHandler({ preHandler: app.throttleByIp }, (_request, reply) => sendProblem(reply, 'not_found', 'no such resource'));
 
   await app.register(healthRoutes, { storageAnswers: () => storageAnswers(vaultDeps) });

@@ -1,0 +1,116 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RateLimitsConfig } from '../../src/config/index.js';
+import { formatToken, newTokenId } from '../../src/crypto/tokens.js';
+import { createRedis } from '../../src/store/redis.js';
+import { bearer, build, testConfig, type TestApp } from '../helpers/build.js';
+import { createTestDb, type TestDb } from '../helpers/db.js';
+import { NUMBERS } from '../helpers/numbers.js';
+
+// Issue 14, item 3: one budget per class, whatever the route and whatever the store; item 5: refusals are
+// recorded per minute, not per request; item 11: /metrics and /docs spend the IP's budget.
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const limit = (max: number) => ({ max, windowMs: 60_000 });
+const rateLimits = (): RateLimitsConfig => ({
+  ...testConfig().rateLimits,
+  tokenize: limit(50),
+  detokenize: limit(50),
+  lookup: limit(3),
+  admin: limit(50),
+  unauthenticated: limit(4),
+});
+
+let testDb: TestDb;
+let redis: Redis;
+const apps: TestApp[] = [];
+beforeAll(async () => {
+  testDb = await createTestDb();
+  redis = createRedis(REDIS_URL);
+  await new Promise((resolve) => redis.once('ready', resolve));
+});
+afterAll(async () => {
+  for (const app of apps) await app.close();
+  redis.disconnect();
+  await testDb.drop();
+});
+
+async function app(withRedis: boolean): Promise<TestApp> {
+  const made = await build({ rateLimits: rateLimits() }, testDb, withRedis ? { redis } : {});
+  apps.push(made);
+  return made;
+}
+
+/**
+ * One sequence of calls: a client's lookup-class calls on three routes, then an anonymous caller on several routes
+ * and the 404 handler. Its own tenant and address each run, so that counters of other runs never count.
+ */
+async function sequence(t: TestApp): Promise<number[]> {
+  const tenant = `b${randomBytes(5).toString('hex')}`;
+  const remoteAddress = `127.${randomInt(1, 255)}.${randomInt(1, 255)}.${randomInt(1, 255)}`;
+  const lookup = bearer({ tenant, sub: 'support', scope: 'lookup erase detokenize' });
+  const missing = formatToken(newTokenId());
+  const calls = [
+    { method: 'POST', url: '/v1/lookup', headers: lookup, payload: { phone: NUMBERS.us.e164 } },
+    { method: 'GET', url: `/v1/tokens/${missing}`, headers: lookup },
+    { method: 'DELETE', url: `/v1/tokens/${missing}`, headers: lookup },
+    { method: 'POST', url: '/v1/erase', headers: lookup, payload: { phone: NUMBERS.us.e164 } },
+    { method: 'POST', url: '/v1/lookup', headers: lookup, payload: { phone: NUMBERS.us.e164 } },
+    // Another class of the same client still has its own budget.
+    { method: 'POST', url: '/v1/detokenize', headers: lookup, payload: { tokens: [missing] } },
+    { method: 'POST', url: '/v1/tokenize', headers: {}, payload: { phone: NUMBERS.us.e164 } },
+    { method: 'GET', url: '/v1/keys', headers: {} },
+    { method: 'GET', url: '/no/such/route', headers: {} },
+    { method: 'GET', url: '/metrics', headers: {} },
+    { method: 'GET', url: '/docs', headers: {} },
+    { method: 'POST', url: '/v1/lookup', headers: {}, payload: { phone: NUMBERS.us.e164 } },
+  ] as const;
+  const statuses: number[] = [];
+  for (const call of calls) statuses.push((await t.app.inject({ ...call, remoteAddress } as never)).statusCode);
+  return statuses;
+}
+
+describe('budgets', () => {
+  it('are one per class and client across routes, and one per IP across every route that takes no credential', async () => {
+    expect(await sequence(await app(false))).toEqual([200, 404, 404, 429, 429, 200, 401, 401, 404, 200, 429, 429]);
+  });
+
+  it('give the same answers from in-process counters and from Redis, for the same sequence', async () => {
+    const [inProcess, shared] = [await sequence(await app(false)), await sequence(await app(true))];
+    expect(shared).toEqual(inProcess);
+  });
+
+  it('are kept in Redis under keys that name the class and the client', async () => {
+    const t = await app(true);
+    const tenant = `k${randomBytes(5).toString('hex')}`;
+    await t.app.inject({ method: 'POST', url: '/v1/lookup', headers: bearer({ tenant, sub: 'svc', scope: 'lookup' }), payload: { phone: NUMBERS.us.e164 } });
+    const keys = await redis.keys(`phonevault:*${tenant}*`);
+    expect(keys).toEqual([`phonevault:rl:lookup:${tenant.length}:${tenant}:svc`]);
+    expect(await redis.keys('*undefined*')).toEqual([]);
+  });
+});
+
+describe('refusals', () => {
+  it('are recorded as one row per client, action, outcome and minute, however many there were', async () => {
+    const t = await app(false);
+    const tenant = `r${randomBytes(5).toString('hex')}`;
+    const denied = bearer({ tenant, sub: 'nosy', scope: 'tokenize' });
+    const throttled = bearer({ tenant, sub: 'greedy', scope: 'lookup' });
+    await Promise.all(Array.from({ length: 200 }, () => t.app.inject({ method: 'POST', url: '/v1/detokenize', headers: denied, payload: { tokens: [formatToken(newTokenId())] } })));
+    const answers = await Promise.all(Array.from({ length: 100 }, () => t.app.inject({ method: 'POST', url: '/v1/lookup', headers: throttled, payload: { phone: NUMBERS.us.e164 } })));
+    expect(answers.filter((res) => res.statusCode === 429)).toHaveLength(97);
+    await t.app.flushRefusals();
+    const rows = (await testDb.owner.query<{ client: string; action: string; outcome: string; items: number }>(
+      `SELECT client, action, outcome, items FROM audit_events WHERE tenant_id = $1 ORDER BY seq`,
+      [tenant],
+    )).rows;
+    const refusals = rows.filter((row) => row.outcome !== 'ok');
+    // Within one minute (or two, if the test straddles one): never one row per request.
+    expect(refusals.length).toBeLessThanOrEqual(6);
+    const counted = (client: string, outcome: string) => refusals.filter((r) => r.client === client && r.outcome === outcome).reduce((sum, r) => sum + r.items, 0);
+    // The budget is spent before the scope is checked: past it, a caller without the scope is throttled.
+    expect([counted('nosy', 'denied'), counted('nosy', 'throttled')]).toEqual([50, 150]);
+    expect(counted('greedy', 'throttled')).toBe(97);
+    expect(new Set(refusals.map((r) => `${r.client}/${r.action}`))).toEqual(new Set(['nosy/detokenize', 'greedy/lookup']));
+  });
+});

@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, build, testConfig, type TestApp } from '../helpers/build.js';
+import { NUMBERS } from '../helpers/numbers.js';
+
+// Issue 14, item 6: every answer is the vault's own; item 11: a charset other than UTF-8 is 415.
+let t: TestApp;
+beforeAll(async () => {
+  t = await build({ rateLimits: { ...testConfig().rateLimits, unauthenticated: { max: 1_000, windowMs: 60_000 } } });
+});
+afterAll(async () => {
+  await t.close();
+});
+
+const admin = bearer({ scope: 'admin lookup tokenize' });
+
+function expectProblem(res: { statusCode: number; headers: Record<string, unknown>; body: string; json(): Record<string, unknown> }, status: number, code: string, echoes: string[] = []) {
+  expect(res.statusCode).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  expect(res.headers['cache-control']).toBe('no-store');
+  expect(res.json()).toMatchObject({ status, code });
+  for (const echo of echoes) expect(res.body).not.toContain(echo);
+}
+
+describe('framework errors', () => {
+  it('answers an over-long path parameter with 414 uri_too_long, without the path', async () => {
+    const path = `/v1/tokens/${NUMBERS.us.e164}${'9'.repeat(80)}`;
+    const res = await t.app.inject({ method: 'GET', url: path, headers: admin });
+    expectProblem(res, 414, 'uri_too_long', [NUMBERS.us.e164, NUMBERS.us.digits, '9999']);
+    expect(t.logs.some((line) => line.status === 414 && line.msg === 'request' && line.route === null)).toBe(true);
+  });
+
+  it('answers a malformed URL with 400 invalid_request, without the URL', async () => {
+    for (const path of ['/v1/tokens/%E0%A4%A', '/v1/tokens/%zz', `/v1/tokens/${encodeURIComponent(NUMBERS.gb.e164)}%`]) {
+      const res = await t.app.inject({ method: 'GET', url: path, headers: admin });
+      expectProblem(res, 400, 'invalid_request', [NUMBERS.gb.e164, NUMBERS.gb.digits, 'E0']);
+    }
+  });
+
+  it('refuses NUL, controls and invalid UTF-8 in any path, query or header value (400), before any route runs', async () => {
+    const stored = (await t.testDb.owner.query<{ n: string }>('SELECT count(*) AS n FROM audit_events')).rows[0]!.n;
+    for (const url of ['/v1/audit?client=%00', '/v1/audit?client=%FF', '/v1/audit?client=a%0Ab', '/v1/audit?action=%C3%28', '/v1/tokens/tok_%00', '/v1/tokens/%C0%AF', '/v1/audit?client=%E2%80%A8']) {
+      expectProblem(await t.app.inject({ method: 'GET', url, headers: admin }), 400, 'invalid_request');
+    }
+    for (const value of ['a\u0000b', 'a\u0001b', '\u00ff\u00fe', '\u00c3\u0028', 'support\u0007']) {
+      const res = await t.app.inject({ method: 'POST', url: '/v1/lookup', headers: { ...admin, 'x-purpose': value }, payload: { phone: NUMBERS.us.e164 } });
+      expectProblem(res, 400, 'invalid_request');
+    }
+    // Valid UTF-8 in a header value is fine (and then judged by what the header is for).
+    const purpose = await t.app.inject({ method: 'POST', url: '/v1/lookup', headers: { ...admin, 'x-purpose': Buffer.from('support:ü', 'utf8').toString('latin1') }, payload: { phone: NUMBERS.us.e164 } });
+    expectProblem(purpose, 400, 'invalid_purpose');
+    expect((await t.testDb.owner.query<{ n: string }>('SELECT count(*) AS n FROM audit_events')).rows[0]!.n).toBe(stored);
+  });
+
+  it('answers a body in another charset than UTF-8 with 415, and takes UTF-8 however it is spelled', async () => {
+    for (const type of ['application/json; charset=latin1', 'application/json; charset=utf-16', 'application/json;charset="iso-8859-1"']) {
+      const res = await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { ...admin, 'content-type': type }, payload: JSON.stringify({ phone: NUMBERS.us.e164 }) });
+      expectProblem(res, 415, 'unsupported_media_type');
+    }
+    for (const type of ['application/json; charset=utf-8', 'application/json; charset=UTF-8', 'application/json;charset=utf8']) {
+      const res = await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { ...admin, 'content-type': type }, payload: JSON.stringify({ phone: NUMBERS.us.e164 }) });
+      expect(res.statusCode, type).toBe(201);
+    }
+  });
+
+  it('throttles framework errors by IP with the budget every unauthenticated request spends', async () => {
+    const throttled = await build({ rateLimits: { ...testConfig().rateLimits, unauthenticated: { max: 2, windowMs: 60_000 } } }, t.testDb);
+    try {
+      const remoteAddress = '127.0.9.9';
+      const answers = [];
+      for (const url of [`/v1/tokens/${'x'.repeat(100)}`, '/v1/tokens/%zz', `/v1/tokens/${'x'.repeat(100)}`, '/nowhere']) {
+        answers.push((await throttled.app.inject({ method: 'GET', url, remoteAddress })).statusCode);
+      }
+      expect(answers).toEqual([414, 400, 429, 429]);
+    } finally {
+      await throttled.close();
+    }
+  });
+});
