@@ -77,6 +77,8 @@ function lockDataDir(dataDir: string): () => void {
  */
 export async function runDev(env: Env, out: (text: string) => void): Promise<void> {
   const dataDir = resolve(env.PHONEVAULT_DATA_DIR ?? '.phonevault');
+  // Whatever the embedded database creates later (new WAL segments, files of new tables) is private too.
+  process.umask(0o077);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   lockDown(dataDir);
   lockDataDir(dataDir);
@@ -95,8 +97,6 @@ export async function runDev(env: Env, out: (text: string) => void): Promise<voi
   const logger = createLogger(config.logLevel);
   const db = env.DATABASE_URL ? undefined : await createEmbeddedDb(join(dataDir, 'pgdata'));
   const server = await startServer(config, logger, db);
-  // The embedded database made its files as it started: they get the same modes.
-  lockDown(dataDir);
   closeOnSignals(server, logger);
 
   const signing = { secret: Buffer.from(secrets.jwtSecret), issuer: DEV_ISSUER, audience: DEV_ISSUER };

@@ -100,7 +100,7 @@ describe('configuration for running anywhere', () => {
     expect(loadConfig({ ...noSecret, JWT_PUBLIC_KEY: rsaPem }).jwt.algorithms).toEqual(['RS256']);
     expect(loadConfig({ ...noSecret, JWT_PUBLIC_KEY: ecPem }).jwt.algorithms).toEqual(['ES256']);
     expect(loadConfig({ ...noSecret, JWT_JWKS_URL: 'https://id.example/jwks.json' }).jwt).toMatchObject({
-      verification: { kind: 'jwks', jwksUrl: 'https://id.example/jwks.json' },
+      verification: { kind: 'jwks', jwksUrl: 'https://id.example/jwks.json', refreshMs: 300_000, minRefreshMs: 30_000 },
       algorithms: ['RS256', 'ES256'],
     });
   });

@@ -7,7 +7,11 @@ export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
 const ALGORITHMS = ['HS256', 'RS256', 'ES256'] as const;
 
 /** Exactly one way to verify: an HS256 secret, a PEM public key, or a JWKS URL. */
-export type JwtVerification = { kind: 'secret'; secret: Buffer } | { kind: 'publicKey'; publicKey: string } | { kind: 'jwks'; jwksUrl: string };
+export type JwtVerification =
+  | { kind: 'secret'; secret: Buffer }
+  | { kind: 'publicKey'; publicKey: string }
+  /** Keys fetched from jwksUrl, trusted for refreshMs; the URL is fetched at most once per minRefreshMs. */
+  | { kind: 'jwks'; jwksUrl: string; refreshMs: number; minRefreshMs: number };
 
 export interface JwtConfig {
   verification: JwtVerification;
@@ -50,6 +54,7 @@ export const jwtVerificationShape = z
     JWT_SECRET: z.string().optional(),
     JWT_PUBLIC_KEY: publicKeyPem.optional(),
     JWT_JWKS_URL: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional(),
+    JWT_JWKS_REFRESH: duration('5m', 30_000),
     JWT_ALGORITHMS: z
       .string()
       .transform((text) => text.split(',').map((part) => part.trim()).filter(Boolean))
@@ -76,7 +81,7 @@ export const jwtVerificationShape = z
       verification = { kind: 'publicKey', publicKey: env.JWT_PUBLIC_KEY.pem };
       derived = env.JWT_PUBLIC_KEY.type === 'ec' ? ['ES256'] : ['RS256'];
     } else {
-      verification = { kind: 'jwks', jwksUrl: env.JWT_JWKS_URL! };
+      verification = { kind: 'jwks', jwksUrl: env.JWT_JWKS_URL!, refreshMs: env.JWT_JWKS_REFRESH, minRefreshMs: 30_000 };
       derived = ['RS256', 'ES256'];
     }
     const algorithms = env.JWT_ALGORITHMS ?? derived;

@@ -67,7 +67,7 @@ function identityOf(claims: Claims, jwt: JwtConfig): { identity: Identity; expir
 async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
   const { jwt } = options;
   const { verification } = jwt;
-  const jwks = verification.kind === 'jwks' ? createJwksKeys({ url: verification.jwksUrl }) : null;
+  const jwks = verification.kind === 'jwks' ? createJwksKeys({ url: verification.jwksUrl, ttlMs: verification.refreshMs, minRefreshMs: verification.minRefreshMs }) : null;
   let secret;
   if (verification.kind === 'secret') secret = verification.secret;
   else if (verification.kind === 'publicKey') secret = { public: verification.publicKey };

@@ -119,8 +119,9 @@ export function createPgDb(options: PgDbOptions): Db {
       // Waiting for a connection, new or from a full pool, fails within a second rather than holding the request.
       connectionTimeoutMillis: connectTimeout,
       idleTimeoutMillis: 30_000,
-      statement_timeout: queryTimeout,
-      query_timeout: queryTimeout + 250,
+      // The server gives up on a statement a little before the client gives up on the server.
+      statement_timeout: Math.max(100, queryTimeout - 250),
+      query_timeout: queryTimeout,
       idle_in_transaction_session_timeout: 10_000,
       application_name: 'phonevault',
       // A transaction sends its statements without waiting for the one before (db.transact, src/store/audit-log.ts).

@@ -6,10 +6,12 @@ import { deleteLiveToken, deleteTokens, findByFingerprint } from '../store/token
 import type { EnvelopeRow } from '../store/tokens/rows.js';
 import { eventOf, type Caller } from './caller.js';
 import type { VaultDeps } from './deps.js';
-import { rowsHolding } from './holders.js';
+import { openEach } from './holders.js';
 import type { PhoneInput } from './tokenize.js';
 
 const PAGE = 1_000;
+// How far a chain of moved fingerprints is followed before the rest is left to an operator.
+const MAX_FINGERPRINTS = 64;
 
 export async function eraseToken(deps: VaultDeps, caller: Caller, token: string): Promise<void> {
   const id = parseToken(token);
@@ -23,28 +25,48 @@ export async function eraseToken(deps: VaultDeps, caller: Caller, token: string)
 
 /**
  * The right to erasure: every token of one number in the caller's tenant, in one transaction with its event.
- * Each candidate is opened first, and only the rows that hold this very number are deleted.
+ * Each candidate is opened first, and only the rows that hold this very number are deleted. A candidate that holds
+ * another number means fingerprints were moved (a row's fingerprint is only a column): the rows under that other
+ * number's fingerprint are searched too, so that a swap cannot hide this number's rows behind another's.
  */
 export async function eraseNumber(deps: VaultDeps, caller: Caller, input: PhoneInput): Promise<number> {
   const { e164 } = parsePhone(input.phone, input.country);
   const keys = await deps.keyring.forReading(caller.tenant);
   return deps.auditLog.commit(caller.tenant, async (tx) => {
     if (!keys) return { value: 0, events: [eventOf(caller, 'erase_number', 0)] };
-    const fingerprint = fingerprintNumber(keys.fingerprintKey, e164);
-    const holding: EnvelopeRow[] = [];
-    let others = 0;
-    for (let after: Buffer | null = null; ; ) {
-      const page = await findByFingerprint(tx, caller.tenant, fingerprint, { after, limit: PAGE, liveOnly: false });
-      const checked = await rowsHolding(keys, caller.tenant, page, e164);
-      holding.push(...checked.holding);
-      others += checked.others;
-      if (page.length < PAGE) break;
-      after = page.at(-1)!.tokenId;
+    const holding: Array<{ fingerprint: Buffer; row: EnvelopeRow }> = [];
+    const searched = new Set<string>();
+    const pending = [fingerprintNumber(keys.fingerprintKey, e164)];
+    let misplaced = 0;
+    while (pending.length > 0 && searched.size < MAX_FINGERPRINTS) {
+      const fingerprint = pending.shift()!;
+      searched.add(fingerprint.toString('hex'));
+      for (let after: Buffer | null = null; ; ) {
+        const page = await findByFingerprint(tx, caller.tenant, fingerprint, { after, limit: PAGE, liveOnly: false });
+        for (const [row, held] of await openEach(keys, caller.tenant, page)) {
+          if (held === e164) {
+            holding.push({ fingerprint, row });
+            continue;
+          }
+          misplaced++;
+          const theirs = held === null ? null : fingerprintNumber(keys.fingerprintKey, held);
+          if (theirs && !searched.has(theirs.toString('hex')) && !pending.some((f) => f.equals(theirs))) pending.push(theirs);
+        }
+        if (page.length < PAGE) break;
+        after = page.at(-1)!.tokenId;
+      }
     }
-    if (others > 0) deps.logger.warn({ tenant: caller.tenant, rows: others }, 'rows whose fingerprint matched do not hold the number; left in place');
+    if (misplaced > 0) deps.logger.warn({ tenant: caller.tenant, rows: misplaced }, 'rows whose fingerprint does not match the number they hold; left in place');
+    const byFingerprint = new Map<string, { fingerprint: Buffer; ids: Buffer[] }>();
+    for (const { fingerprint, row } of holding) {
+      const key = fingerprint.toString('hex');
+      const entry = byFingerprint.get(key) ?? { fingerprint, ids: [] };
+      entry.ids.push(row.tokenId);
+      byFingerprint.set(key, entry);
+    }
     let erased = 0;
-    for (let i = 0; i < holding.length; i += PAGE) {
-      erased += await deleteTokens(tx, caller.tenant, fingerprint, holding.slice(i, i + PAGE).map((row) => row.tokenId));
+    for (const { fingerprint, ids } of byFingerprint.values()) {
+      for (let i = 0; i < ids.length; i += PAGE) erased += await deleteTokens(tx, caller.tenant, fingerprint, ids.slice(i, i + PAGE));
     }
     return { value: erased, events: [eventOf(caller, 'erase_number', erased)] };
   });

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -34,6 +34,12 @@ async function startDev() {
 
 describe('phonevault dev', () => {
   it('runs with zero set-up, prints usable tokens, keeps data across restarts', { timeout: 60_000 }, async () => {
+    // The data folder exists already, made by hand with open modes (issue 14, item 11): dev mode closes it.
+    const dataDir = join(workDir, '.phonevault');
+    mkdirSync(join(dataDir, 'left-over'), { recursive: true });
+    writeFileSync(join(dataDir, 'left-over', 'notes.txt'), 'x');
+    for (const path of [dataDir, join(dataDir, 'left-over')]) chmodSync(path, 0o777);
+    chmodSync(join(dataDir, 'left-over', 'notes.txt'), 0o666);
     const first = await startDev();
     const { PHONEVAULT_URL: url, PHONEVAULT_TOKEN: all, PHONEVAULT_TOKEN_DETOKENIZE_MASKED: masked } = first.exports;
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -59,7 +65,16 @@ describe('phonevault dev', () => {
     expect(secondErr).toContain('another phonevault dev');
     expect(await first.stop()).toBe(0);
 
-    expect(statSync(join(workDir, '.phonevault', 'dev-secrets.json')).mode & 0o777).toBe(0o600);
+    // Keys and an unencrypted database live there: 0700 for every folder, 0600 for every file.
+    const modes: Array<[string, number, boolean]> = [];
+    const walk = (path: string) => {
+      const stat = statSync(path);
+      modes.push([path, stat.mode & 0o777, stat.isDirectory()]);
+      if (stat.isDirectory()) for (const entry of readdirSync(path)) walk(join(path, entry));
+    };
+    walk(dataDir);
+    expect(modes.length).toBeGreaterThan(20);
+    expect(modes.filter(([, mode, directory]) => mode !== (directory ? 0o700 : 0o600))).toEqual([]);
 
     const restarted = await startDev();
     const again = await fetch(`${restarted.exports.PHONEVAULT_URL}/v1/detokenize`, {
@@ -70,4 +85,5 @@ describe('phonevault dev', () => {
     expect(((await again.json()) as { results: unknown[] }).results[0]).toEqual({ token, phone: NUMBERS.gb.e164, country: 'GB' });
     expect(await restarted.stop()).toBe(0);
   });
+
 });

@@ -96,4 +96,16 @@ describe('maintenance commands', () => {
     expect((await detokenizeWith(fresh, [doomed], 'globex'))[0]).toEqual({ token: doomed, error: { code: 'not_found' } });
     expect((await detokenizeWith(fresh, [survivor], 'initech'))[0].phone).toBe(NUMBERS.fr.e164);
   });
+
+  // Issue 14, item 11: a typo must not look like a success, nor leave a trace.
+  it('tenant destroy of an unknown tenant says so, exits 1 and writes nothing', async () => {
+    const both = `new:${newKey},default:${oldKey}`;
+    const snapshot = async () =>
+      (await db.query<{ t: string }>(`SELECT (SELECT count(*) FROM audit_events) || '/' || (SELECT count(*) FROM audit_heads) || '/' || (SELECT count(*) FROM tenant_keys) AS t`)).rows[0]!.t;
+    const before = await snapshot();
+    const res = await run(['tenant', 'destroy', 'no-such-tenant', '--yes'], both);
+    expect(res.code).toBe(1);
+    expect(res.err).toContain('no tenant no-such-tenant in this vault; nothing was destroyed');
+    expect(await snapshot()).toBe(before);
+  });
 });

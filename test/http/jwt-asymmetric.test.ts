@@ -94,13 +94,13 @@ describe('JWKS', () => {
   });
 
   it('verifies RS256 and ES256 tokens by kid', async () => {
-    const { status } = await appWith({ verification: { kind: 'jwks', jwksUrl }, algorithms: ['RS256', 'ES256'] });
+    const { status } = await appWith({ verification: { kind: 'jwks', jwksUrl, refreshMs: 300_000, minRefreshMs: 30_000 }, algorithms: ['RS256', 'ES256'] });
     expect(await status(sign(privatePem(rsa.privateKey), 'RS256', { kid: 'rsa-1' }))).toBe(201);
     expect(await status(sign(privatePem(ec.privateKey), 'ES256', { kid: 'ec-1' }))).toBe(201);
   });
 
   it('refuses an unknown kid, a kid of the wrong key type, and a token without kid', async () => {
-    const { status } = await appWith({ verification: { kind: 'jwks', jwksUrl }, algorithms: ['RS256', 'ES256'] });
+    const { status } = await appWith({ verification: { kind: 'jwks', jwksUrl, refreshMs: 300_000, minRefreshMs: 30_000 }, algorithms: ['RS256', 'ES256'] });
     expect(await status(sign(privatePem(rsa.privateKey), 'RS256', { kid: 'nope' }))).toBe(401);
     expect(await status(sign(privatePem(rsa.privateKey), 'RS256', { kid: 'ec-1' }))).toBe(401);
     expect(await status(sign(privatePem(rsa.privateKey), 'RS256'))).toBe(401);
@@ -108,7 +108,7 @@ describe('JWKS', () => {
 
   // RFC 8725 §3.10: key locations in the header are attacker-controlled; they are never fetched.
   it('never follows jku or x5u, and refuses the attacker key they point at', async () => {
-    const { status } = await appWith({ verification: { kind: 'jwks', jwksUrl }, algorithms: ['RS256', 'ES256'] });
+    const { status } = await appWith({ verification: { kind: 'jwks', jwksUrl, refreshMs: 300_000, minRefreshMs: 30_000 }, algorithms: ['RS256', 'ES256'] });
     const evilUrl = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/jwks.json`;
     expect(await status(sign(privatePem(attacker.privateKey), 'RS256', { kid: 'evil', jku: evilUrl, x5u: evilUrl }))).toBe(401);
     expect(evilHits).toBe(0);
@@ -116,7 +116,7 @@ describe('JWKS', () => {
 
   it('answers 503 while the JWKS is down and no key was ever fetched, and keeps cached keys when it goes down later', async () => {
     jwksUp = false;
-    const cold = await appWith({ verification: { kind: 'jwks', jwksUrl }, algorithms: ['RS256', 'ES256'] });
+    const cold = await appWith({ verification: { kind: 'jwks', jwksUrl, refreshMs: 300_000, minRefreshMs: 30_000 }, algorithms: ['RS256', 'ES256'] });
     const res = await cold.app.app.inject({
       method: 'POST',
       url: '/v1/tokenize',
@@ -127,7 +127,7 @@ describe('JWKS', () => {
     expect(res.json().code).toBe('unavailable');
 
     jwksUp = true;
-    const warm = await appWith({ verification: { kind: 'jwks', jwksUrl }, algorithms: ['RS256', 'ES256'] });
+    const warm = await appWith({ verification: { kind: 'jwks', jwksUrl, refreshMs: 300_000, minRefreshMs: 30_000 }, algorithms: ['RS256', 'ES256'] });
     expect(await warm.status(sign(privatePem(rsa.privateKey), 'RS256', { kid: 'rsa-1' }))).toBe(201);
     jwksUp = false;
     expect(await warm.status(sign(privatePem(ec.privateKey), 'ES256', { kid: 'ec-1' }))).toBe(201);

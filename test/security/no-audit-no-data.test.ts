@@ -106,7 +106,7 @@ describe('identities are data', () => {
         expect(res.json().code).toBe('unauthorized');
       }
     }
-    for (const claims of [{ sub: 'c'.repeat(129) }, { tenant: 't'.repeat(65) }, { sub: 42 }, { tenant: ['acme'] }, { scope: 'x'.repeat(1025) }]) {
+    for (const claims of [{ sub: 'c'.repeat(129) }, { tenant: 't'.repeat(65) }, { sub: 42 }, { tenant: ['acme'] }, { scope: 'x'.repeat(1025) }] as Array<Record<string, unknown>>) {
       const res = await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { authorization: `Bearer ${mintJwt(claims)}` }, payload: { phone: NUMBERS.us.e164 } });
       expect(res.statusCode, JSON.stringify(claims)).toBe(401);
     }
