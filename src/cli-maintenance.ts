@@ -7,7 +7,7 @@ import { ConfigError, loadMaintenanceConfig, type Env } from './config/index.js'
 import { isVaultError } from './errors.js';
 import { createPgDb } from './store/db.js';
 import { guardMasterKeys } from './store/master-key-guard.js';
-import { pruneAudit, verifyAudit } from './vault/audit.js';
+import { pruneAudit, sealAudit, verifyAudit } from './vault/audit.js';
 import { cliCaller } from './vault/caller.js';
 import { openVault, type VaultDeps } from './vault/deps.js';
 import { destroyKeyVersion } from './vault/keys.js';
@@ -128,6 +128,12 @@ export async function auditCommand(args: string[], env: Env, out: Out): Promise<
       return broken === 0 && (checkpoints?.forged ?? 0) === 0 ? 0 : 1;
     });
   }
+  if (action === 'seal') {
+    const results = await withVault(env, (deps) => sealAudit(deps, { tenant: values.tenant }));
+    for (const { tenant, sealed } of results) out(sealed ? `sealed tenant ${tenant}: its unkeyed start is signed` : `NOT SEALED tenant ${tenant}: its chain does not verify; run audit verify`);
+    out(`audit seal: ${results.filter((r) => r.sealed).length} chain(s) sealed`);
+    return results.every((r) => r.sealed) ? 0 : 1;
+  }
   if (action === 'prune') {
     const month = /^(\d{4})-(\d{2})$/.exec(values.before ?? '');
     if (!month || Number(month[2]) < 1 || Number(month[2]) > 12) throw new ConfigError(['audit prune needs --before YYYY-MM: events before the first of that month (UTC) are dropped']);
@@ -136,5 +142,5 @@ export async function auditCommand(args: string[], env: Env, out: Out): Promise<
     out(`audit prune: dropped ${dropped} event(s) from before ${cutoff.toISOString()}; chains now verify from their new, signed anchors`);
     return 0;
   }
-  throw new ConfigError(['usage: phonevault audit verify [--tenant T] [--checkpoints FILE] | phonevault audit prune --before YYYY-MM']);
+  throw new ConfigError(['usage: phonevault audit verify [--tenant T] [--checkpoints FILE] | phonevault audit seal [--tenant T] | phonevault audit prune --before YYYY-MM']);
 }

@@ -30,6 +30,8 @@ const USAGE = `usage: phonevault <command>
   audit verify [--tenant T] [--checkpoints FILE]
                         check every tenant's audit chain, and that it reaches the signed checkpoints in FILE (log
                         lines; - for standard input); names the first edited, removed or moved event
+  audit seal [--tenant T]
+                        sign the start of chains written before the keyed chain, once checked (after an upgrade)
   audit prune --before YYYY-MM
                         drop audit events from before that month (the only deletion the audit table allows)
   (the maintenance commands need DATABASE_URL and VAULT_MASTER_KEY)

@@ -370,7 +370,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
     },
 
     /** Replaces the signature over a head's anchor and legacy boundary (prune and seal write it). */
-    async signHead(tenant: string, mac: Buffer): Promise<void> {
+    async signHead(tenant: string, mac: Buffer | null): Promise<void> {
       await db.query('UPDATE audit_heads SET head_mac = $2 WHERE tenant_id = $1', [tenant, mac]);
     },
 

@@ -37,3 +37,24 @@ export async function pruneAudit(deps: VaultDeps, cutoff: Date): Promise<number>
   }
   return dropped;
 }
+
+/**
+ * Signs the starting point of chains that have none (a database upgraded from a release before the keyed chain):
+ * once an operator has checked that the unkeyed part is the trail they trust, that part is accepted from then on.
+ * Only an otherwise intact chain is signed.
+ */
+export async function sealAudit(deps: VaultDeps, options: { tenant?: string | undefined }): Promise<Array<{ tenant: string; sealed: boolean }>> {
+  const tenants = options.tenant ? [options.tenant] : await deps.auditLog.tenants();
+  const results: Array<{ tenant: string; sealed: boolean }> = [];
+  for (const tenant of tenants) {
+    const head = await deps.auditLog.head(tenant);
+    if (!head || head.headMac || (head.anchorSeq === 0 && head.keyedAfter === 0)) continue;
+    const mac = headSignature(deps.auditKey, tenant, { seq: head.anchorSeq, hash: head.anchorHash }, head.keyedAfter);
+    await deps.auditLog.signHead(tenant, mac);
+    const checked = await verifyTenantAudit(deps.auditLog, deps.auditKey, tenant);
+    if (checked.problem) await deps.auditLog.signHead(tenant, null);
+    results.push({ tenant, sealed: !checked.problem });
+  }
+  return results;
+}
+

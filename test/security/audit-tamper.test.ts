@@ -3,7 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chainHash, GENESIS_HASH, legacyChainHash } from '../../src/audit/chain.js';
 import { encodeFields } from '../../src/crypto/aead.js';
+import { MasterKeySet, parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { loadAuditKey } from '../../src/store/audit-key.js';
 import { createPgDb, type Db } from '../../src/store/db.js';
 import { bearer, type TestApp } from '../helpers/build.js';
 import { NUMBERS } from '../helpers/numbers.js';
@@ -133,5 +136,35 @@ describe('audit verify', () => {
     const res = await run(['audit', 'verify', '--tenant', 'prefix']);
     expect(res.code).toBe(1);
     expect(res.out).toContain('nothing signs that start');
+  });
+
+  // A database upgraded from a release before the keyed chain: events 1–3 are on the unkeyed chain.
+  it('reports an unkeyed start as unsigned until sealed, and refuses a keyed chain passed off as unkeyed', async () => {
+    await someEvents('legacy', 5);
+    const rows = (await owner.query<{ seq: string; occurred_at: Date; client: string; action: string; items: number; outcome: string; request_id: string | null; purpose: string | null; hash: Buffer }>(
+      `SELECT * FROM audit_events WHERE tenant_id = 'legacy' ORDER BY seq`,
+    )).rows;
+    // What the earlier release wrote for 1–3, and the keyed chain continuing from it for 4–5, as the vault would.
+    const auditKey = await loadAuditKey(owner, new MasterKeySet(parseMasterKeys(masterKey)));
+    let previous: Buffer = GENESIS_HASH;
+    for (const row of rows) {
+      const event = { tenant: 'legacy', client: row.client, action: row.action, items: row.items, outcome: row.outcome, requestId: row.request_id, purpose: row.purpose, occurredAt: row.occurred_at };
+      const seq = Number(row.seq);
+      const hash = seq <= 3 ? legacyChainHash(previous, seq, event) : chainHash(auditKey, previous, seq, event);
+      await tamper(`UPDATE audit_events SET hash = $2 WHERE tenant_id = 'legacy' AND seq = $1`, [seq, hash]);
+      previous = hash;
+    }
+    await tamper(`UPDATE audit_heads SET hash = $1, keyed_after = 3 WHERE tenant_id = 'legacy'`, [previous]);
+    const before = await run(['audit', 'verify', '--tenant', 'legacy']);
+    expect(before.code).toBe(1);
+    expect(before.out).toContain('with 3 unkeyed event(s), and nothing signs that start');
+    const sealed = await run(['audit', 'seal', '--tenant', 'legacy']);
+    expect(sealed.out).toContain('sealed tenant legacy');
+    expect((await run(['audit', 'verify', '--tenant', 'legacy'])).code).toBe(0);
+    // Once sealed, the boundary cannot be moved: claiming more of the chain is unkeyed breaks the signature.
+    await tamper(`UPDATE audit_heads SET keyed_after = 5 WHERE tenant_id = 'legacy'`);
+    const moved = await run(['audit', 'verify', '--tenant', 'legacy']);
+    expect(moved.code).toBe(1);
+    expect(moved.out).toContain("the audit head's anchor or legacy boundary was changed");
   });
 });
