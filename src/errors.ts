@@ -33,3 +33,32 @@ export class VaultError extends Error {
 export function isVaultError(value: unknown): value is VaultError {
   return value instanceof VaultError;
 }
+
+/**
+ * The database could not be reached, dropped the connection or did not answer in time: the request was not
+ * wrong, the storage is away. The store classifies its own failures, so that no caller has to read a driver's
+ * message text.
+ */
+export class StorageUnavailableError extends Error {
+  readonly code: string | undefined;
+
+  constructor(code: string | undefined) {
+    super('storage unavailable');
+    this.name = 'StorageUnavailableError';
+    this.code = code;
+  }
+}
+
+/**
+ * The trail could not be written: its head could not be locked or seeded, or its events could not be inserted.
+ * Whatever the work did was rolled back with them; the caller gets 503 and nothing else.
+ */
+export class AuditUnavailable extends Error {
+  readonly reason: unknown;
+
+  constructor(reason: unknown) {
+    super('the audit trail cannot be written');
+    this.name = 'AuditUnavailable';
+    this.reason = reason;
+  }
+}

@@ -1,4 +1,4 @@
-import type { AuditLog } from '../store/audit-log.js';
+import type { AuditReads } from '../store/audit-reads.js';
 import { headSignature, verifyChain, type ChainProblem } from './chain.js';
 import type { Checkpoint } from './checkpoint.js';
 
@@ -23,7 +23,7 @@ export interface TenantVerification {
  * there chains under the audit key up to the head, and that the chain reaches the last checkpoint written
  * outside the database, with the hash it had then.
  */
-export async function verifyTenantAudit(auditLog: AuditLog, key: Buffer, tenant: string, checkpoint?: Checkpoint): Promise<TenantVerification> {
+export async function verifyTenantAudit(auditLog: AuditReads, key: Buffer, tenant: string, checkpoint?: Checkpoint): Promise<TenantVerification> {
   const head = await auditLog.head(tenant);
   if (!head) return { tenant, events: 0, problem: { kind: 'no_head' } };
   const start = { seq: head.anchorSeq, hash: head.anchorHash };

@@ -1,9 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { isVaultError, type ErrorCode } from '../errors.js';
+import { AuditUnavailable, isVaultError, StorageUnavailableError, type ErrorCode } from '../errors.js';
 import { safeErrorFields } from '../logger.js';
-import { AuditUnavailable } from '../store/audit-log.js';
-import { StorageUnavailableError } from '../store/db.js';
 
 /** The one place where an error code becomes an HTTP status and a title. */
 const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {

@@ -7,17 +7,18 @@ import type { CountryCode, PhoneNumber } from 'libphonenumber-js/max';
  * answers (test/phone/libphonenumber.test.ts holds every answer to the library's as shipped):
  *
  * - The metadata's regular expressions are compiled once and kept. As shipped, its `matchesEntirely` helper
- *   builds `new RegExp(pattern)` for every test, several per parse: about half of a parse's time (9.4 → 4.7 µs).
+ *   builds `new RegExp(pattern)` for every test, several per parse: about half of a parse's time.
  *   The kept patterns are the metadata's own (the number is the text tested, never the key), so the cache is
  *   bounded by the metadata and holds nothing personal; a RegExp without the g or y flag keeps no state.
  * - A parse calls the library's `parse` with the options it would reach anyway (`v2: true`), skipping the public
- *   wrapper's argument handling and its Babel object spreads: ~1.4 µs of the remaining ~4.6 µs.
+ *   wrapper's argument handling and its Babel object spreads, a third of what remained.
  *
  * Both work on the library's CommonJS build, whose modules call each other through their exports objects
  * (`_matchesEntirely.default(…)`), so that replacing one property reaches every caller; ES module bindings cannot
- * be replaced, and an install-time patch would not run in the image (`npm ci --ignore-scripts`). Should a later
- * version move or reshape either function, that shortcut is not taken — the library runs as shipped, slower, same
- * answers — and the test fails, to be looked at.
+ * be replaced, and an install-time patch would not run in the image (`npm ci --ignore-scripts`). They are taken
+ * only with the exact version they were checked against (PINNED_VERSION, read from the installed package at
+ * start-up): any other version runs as shipped, slower, same answers, and the differential test fails until the
+ * shortcuts are checked again and the pin moved.
  */
 const require = createRequire(import.meta.url);
 const library = require('libphonenumber-js/max') as typeof import('libphonenumber-js/max');
@@ -28,7 +29,13 @@ export const metadata = require('libphonenumber-js/max/metadata') as Record<stri
 
 export const { isSupportedCountry } = library;
 
+/** The libphonenumber-js release the shortcuts below were checked against, answer for answer. */
+export const PINNED_VERSION = '1.13.16';
+export const installedVersion = (require(join(packageRoot, 'package.json')) as { version: string }).version;
+const pinned = installedVersion === PINNED_VERSION;
+
 function buildModule(file: string): { default?: unknown } | null {
+  if (!pinned) return null;
   try {
     return require(join(packageRoot, 'build', file)) as { default?: unknown };
   } catch {

@@ -1,6 +1,9 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { StorageUnavailableError } from '../errors.js';
 import { safeErrorFields } from '../logger.js';
+
+export { StorageUnavailableError } from '../errors.js';
 
 export interface QueryResult<R> {
   rows: R[];
@@ -53,21 +56,6 @@ export interface PgDbOptions {
    */
   queryTimeoutMs?: number;
   logger?: Logger;
-}
-
-/**
- * The database could not be reached, dropped the connection or did not answer in time: the request was not
- * wrong, the storage is away. The store classifies its own failures, so that no caller has to read a driver's
- * message text.
- */
-export class StorageUnavailableError extends Error {
-  readonly code: string | undefined;
-
-  constructor(code: string | undefined) {
-    super('storage unavailable');
-    this.name = 'StorageUnavailableError';
-    this.code = code;
-  }
 }
 
 // SQLSTATE classes 08 (connection exception), 57P0x (shutdown, cannot connect now), 57014 (statement timeout)

@@ -2,14 +2,14 @@ import type { AuditEvent, ChainedEvent } from '../audit/chain.js';
 import { headSignature } from '../audit/chain.js';
 import type { Checkpoint } from '../audit/checkpoint.js';
 import { verifyTenantAudit, type TenantVerification } from '../audit/verify.js';
-import type { AuditQuery } from '../store/audit-log.js';
+import type { AuditQuery } from '../store/audit-reads.js';
 import { eventOf, type Caller } from './caller.js';
 import type { VaultDeps } from './deps.js';
 
 /** A page of the caller's tenant's trail, read with the event that records the read. */
 export async function readAudit(deps: VaultDeps, caller: Caller, query: AuditQuery): Promise<ChainedEvent[]> {
   return deps.auditLog.commit(caller.tenant, async (tx) => {
-    const events = await deps.auditLog.list(caller.tenant, query, tx);
+    const events = await deps.auditReads.list(caller.tenant, query, tx);
     return { value: events, events: [eventOf(caller, 'audit_read', events.length)] };
   });
 }
@@ -23,17 +23,17 @@ export async function recordEvents(deps: VaultDeps, events: AuditEvent[]): Promi
 
 /** Verifies every tenant's chain (or one), against the latest checkpoint of each when given. */
 export async function verifyAudit(deps: VaultDeps, options: { tenant?: string | undefined; checkpoints?: Map<string, Checkpoint> }): Promise<TenantVerification[]> {
-  const tenants = options.tenant ? [options.tenant] : await deps.auditLog.tenants();
+  const tenants = options.tenant ? [options.tenant] : await deps.auditReads.tenants();
   const results: TenantVerification[] = [];
-  for (const tenant of tenants) results.push(await verifyTenantAudit(deps.auditLog, deps.auditKey, tenant, options.checkpoints?.get(tenant)));
+  for (const tenant of tenants) results.push(await verifyTenantAudit(deps.auditReads, deps.auditKey, tenant, options.checkpoints?.get(tenant)));
   return results;
 }
 
 /** Drops every tenant's events from before `cutoff`; each chain then verifies from its new, signed anchor. */
 export async function pruneAudit(deps: VaultDeps, cutoff: Date): Promise<number> {
   let dropped = 0;
-  for (const tenant of await deps.auditLog.tenants()) {
-    dropped += await deps.auditLog.prune(tenant, cutoff, (anchor, keyedAfter) => headSignature(deps.auditKey, tenant, anchor, keyedAfter));
+  for (const tenant of await deps.auditReads.tenants()) {
+    dropped += await deps.auditReads.prune(tenant, cutoff, (anchor, keyedAfter) => headSignature(deps.auditKey, tenant, anchor, keyedAfter));
   }
   return dropped;
 }
@@ -44,15 +44,15 @@ export async function pruneAudit(deps: VaultDeps, cutoff: Date): Promise<number>
  * Only an otherwise intact chain is signed.
  */
 export async function sealAudit(deps: VaultDeps, options: { tenant?: string | undefined }): Promise<Array<{ tenant: string; sealed: boolean }>> {
-  const tenants = options.tenant ? [options.tenant] : await deps.auditLog.tenants();
+  const tenants = options.tenant ? [options.tenant] : await deps.auditReads.tenants();
   const results: Array<{ tenant: string; sealed: boolean }> = [];
   for (const tenant of tenants) {
-    const head = await deps.auditLog.head(tenant);
+    const head = await deps.auditReads.head(tenant);
     if (!head || head.headMac || (head.anchorSeq === 0 && head.keyedAfter === 0)) continue;
     const mac = headSignature(deps.auditKey, tenant, { seq: head.anchorSeq, hash: head.anchorHash }, head.keyedAfter);
-    await deps.auditLog.signHead(tenant, mac);
-    const checked = await verifyTenantAudit(deps.auditLog, deps.auditKey, tenant);
-    if (checked.problem) await deps.auditLog.signHead(tenant, null);
+    await deps.auditReads.signHead(tenant, mac);
+    const checked = await verifyTenantAudit(deps.auditReads, deps.auditKey, tenant);
+    if (checked.problem) await deps.auditReads.signHead(tenant, null);
     results.push({ tenant, sealed: !checked.problem });
   }
   return results;

@@ -4,6 +4,7 @@ import { Keyring } from '../crypto/keyring.js';
 import { MasterKeySet, type MasterKey } from '../crypto/master-keys.js';
 import { loadAuditKey } from '../store/audit-key.js';
 import { createAuditLog } from '../store/audit-log.js';
+import { createAuditReads } from '../store/audit-reads.js';
 import type { Db } from '../store/db.js';
 import { createKeyAdministration, createKeysRepository } from '../store/keys-repository.js';
 import { createTokensStore } from '../store/tokens/hot.js';
@@ -32,6 +33,7 @@ export async function openVault(options: VaultOptions) {
     masterKeySet,
     auditKey,
     auditLog,
+    auditReads: createAuditReads(options.db),
     keyring: new Keyring(masterKeySet, createKeysRepository(options.db, auditLog), { maxEncryptions: options.keyMaxEncryptions }),
     tokens: createTokensStore(options.db, auditLog),
     maintenance: createTokenMaintenance(options.db),

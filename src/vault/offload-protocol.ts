@@ -72,10 +72,9 @@ export interface OpenTask {
 
 /**
  * The numbers a worker opened, as one string: a thousand strings cloned one by one back to the event loop cost
- * the worker about a twentieth of its time in batch detokenize (one string: batch detokenize +5%, the median of
- * twelve interleaved pairs, which spread from −10% to +16% on a noisy machine). Lines in order: the E.164
- * number, `!` for an envelope that failed authentication, empty for a key that is gone. None of the three can
- * be mistaken for another, nor contain a line break.
+ * the worker a visible share of its time (docs/performance-history.md). Lines in order: the E.164 number, `!` for
+ * an envelope that failed authentication, empty for a key that is gone. None of the three can be mistaken for
+ * another, nor contain a line break.
  */
 export function packOpened(opened: Opened[]): string {
   return opened.map((number) => (number === undefined ? '' : number === null ? '!' : number)).join('\n');

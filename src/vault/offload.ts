@@ -22,7 +22,7 @@ export interface Offload {
 const prepareInline = async (tenant: string, inputs: PhoneInput[], keys: SealingKeys, deterministic: boolean): Promise<Prepared> =>
   prepareRows(tenant, inputs, keys, deterministic);
 
-/** Per item, parsing and sealing costs ~20 µs and opening ~5 µs, against ~100 µs for a round trip to a thread. */
+/** Below these sizes a round trip to a thread costs more than the parsing, sealing or opening it would move. */
 const PREPARE_OFFLOAD_ITEMS = 16;
 const OPEN_OFFLOAD_ITEMS = 64;
 
@@ -57,14 +57,11 @@ export function createOffload(options: { threads: number; logger?: Logger; worke
     minThreads: options.threads,
     maxThreads: options.threads,
     idleTimeout: Number.POSITIVE_INFINITY,
-    // First come, first served. By default piscina sends a task it could not hand to a busy thread to the back of
-    // the queue, so under steady load one request could wait behind dozens that came after it: measured here,
-    // batch tokenize at 4 connections had tasks queued up to 1 s behind ~40 ms of work (p99 0.6–1.1 s); in order,
-    // at most ~150 ms (p99 ~0.25 s) for the same throughput.
+    // First come, first served: by default piscina sends a task it could not hand to a busy thread to the back of
+    // the queue, so under steady load one request could wait behind dozens that came after it.
     stricterFIFO: true,
-    // A 1000-item task allocates a few MB of short-lived objects (libphonenumber's, the ciphers'): with an 8 MB
-    // young generation the thread spent ~23% of its time collecting; 16 MB, batch tokenize +6–13% and batch
-    // detokenize +3–9% (two interleaved rounds each) for ~9 MB more peak RSS. 24 MB gained nothing more.
+    // A 1000-item task allocates a few MB of short-lived objects (libphonenumber's, the ciphers'): a young
+    // generation of 8 MB kept the thread collecting; 16 MB was the knee (docs/performance-history.md).
     resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
   });
   // A worker that dies outside a task is replaced by the pool; unheard, the event would end the process.

@@ -4,7 +4,8 @@ import { NUMBERS } from '../helpers/numbers.js';
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await build();
+  // On a worker thread, as the vault runs in production: large batches are parsed, sealed and opened there.
+  t = await build({ offloadThreads: 1 });
 });
 afterAll(async () => {
   await t.close();

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { VaultError } from '../../src/errors.js';
-import { asShipped, metadata, shortcuts } from '../../src/phone/libphonenumber.js';
+import { asShipped, installedVersion, metadata, PINNED_VERSION, shortcuts } from '../../src/phone/libphonenumber.js';
 import { parsePhone } from '../../src/phone/parse.js';
 import { EXAMPLES } from '../helpers/examples.js';
 
@@ -32,6 +32,8 @@ function digits(seed: number) {
 
 describe('libphonenumber with its shortcuts (patterns kept compiled, the internal parse called directly)', () => {
   it('takes both with the pinned version (a new version that moves either fails here, to be looked at)', () => {
+    // A new release of the library moves the pin only once this test has held it to the same answers.
+    expect(installedVersion).toBe(PINNED_VERSION);
     expect(shortcuts).toEqual({ patternsKept: true, internalParse: true });
     // The very module the library's own build calls through is the one replaced, and put back for a comparison.
     const require = createRequire(import.meta.url);
