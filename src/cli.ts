@@ -1,9 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import {
+  auditPruneCommand,
+  auditSealCommand,
+  auditVerifyCommand,
+  destroyKeyCommand,
+  destroyTenantCommand,
+  rewrapCommand,
+  rewrapMasterCommand,
+  sweepCommand,
+  type Io,
+} from './cli-maintenance.js';
+import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, parseDuration, type Env } from './config/index.js';
+import { devSigning, runDev } from './dev.js';
 import { isVaultError } from './errors.js';
-import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, type Env } from './config/index.js';
-import { auditCommand, keysCommand, rewrapCommand, sweepCommand, tenantCommand } from './cli-maintenance.js';
-import { runDev } from './dev.js';
 import { mintJwt } from './jwt-mint.js';
 import { createLogger } from './logger.js';
 import { closeOnSignals, startServer } from './server.js';
@@ -11,122 +21,184 @@ import { createPgDb } from './store/db.js';
 import { MasterKeyMismatch } from './store/master-key-guard.js';
 import { migrate } from './store/migrate.js';
 
-const USAGE = `usage: phonevault <command>
+/** Exit codes: 2 for a command line that cannot be run as written, 78 (EX_CONFIG) for a configuration refused. */
+const USAGE_ERROR = 2;
+const CONFIG_ERROR = 78;
 
-  dev                   run the vault for development: embedded Postgres, generated keys, printed tokens
-  serve                 run the vault (needs DATABASE_URL, VAULT_MASTER_KEY, JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE)
-  migrate               apply pending database migrations (needs DATABASE_URL)
-  keygen                print a new random master key (base64 of 32 bytes)
-  token --tenant T --sub S --scope "tokenize detokenize" [--ttl 1h]
-                        mint an HS256 JWT from JWT_SECRET, for development and tests
-  rewrap [--tenant T] [--batch-size N]
-                        move tokens from older data key versions to the active one, online
-  keys destroy --tenant T --version N
-                        destroy a retired data key version that no token uses any more
-  keys rewrap-master    re-wrap every data key under the active (first) master key
-  sweep                 delete expired tokens
-  tenant destroy T --yes
-                        crypto-shred a tenant: destroy its keys and delete its tokens
-  audit verify [--tenant T] [--checkpoints FILE]
-                        check every tenant's audit chain, and that it reaches the signed checkpoints in FILE (log
-                        lines; - for standard input); names the first edited, removed or moved event
-  audit seal [--tenant T]
-                        sign the start of chains written before the keyed chain, once checked (after an upgrade)
-  audit prune --before YYYY-MM
-                        drop audit events from before that month (the only deletion the audit table allows)
-  (the maintenance commands need DATABASE_URL and VAULT_MASTER_KEY)
-`;
+const forever = () => new Promise<never>(() => {});
 
-const TTL = /^(\d+)(s|m|h|d)$/;
-const TTL_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
-
-type Out = (text: string) => void;
-
-async function serve(env: Env): Promise<number> {
-  const config = loadConfig(env);
-  const logger = createLogger(config.logLevel);
-  const server = await startServer(config, logger);
-  closeOnSignals(server, logger);
-  // Resolves only when a signal closes the server and exits the process.
-  await new Promise(() => {});
-  return 0;
+function wholeNumber(min: number, max: number) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < min || n > max) throw new InvalidArgumentError(`must be a whole number from ${min} to ${max}`);
+    return n;
+  };
 }
 
-async function migrateCommand(env: Env, out: Out): Promise<number> {
-  const db = createPgDb({ connectionString: loadDatabaseUrl(env) });
-  try {
-    const applied = await migrate(db);
-    out(applied.length > 0 ? `applied ${applied.join(', ')}` : 'database is up to date');
-    return 0;
-  } finally {
-    await db.close();
+function seconds(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === null || ms < 1000) throw new InvalidArgumentError('must be a duration such as 15m, 1h or 7d');
+  return ms / 1000;
+}
+
+function month(text: string): Date {
+  const match = /^(\d{4})-(\d{2})$/.exec(text);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 12) throw new InvalidArgumentError('must be a month, YYYY-MM; events before its first day (UTC) are dropped');
+  return new Date(Date.UTC(Number(match[1]), Number(match[2]) - 1, 1));
+}
+
+/** The command line; `run` sets the exit code an action answers. */
+function program(env: Env, io: Io, run: (code: Promise<number> | number) => void): Command {
+  const cli = new Command('phonevault')
+    .description('A tokenization vault for phone numbers.')
+    .usage('<command> [options]')
+    .addHelpText('after', '\nConfiguration comes from the environment (see the README); flags override it where a command has them.\nExit codes: 0 done, 1 a check failed, 2 a usage error, 78 a configuration refused.')
+    .showHelpAfterError('(phonevault --help lists the commands)')
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => io.out(text.trimEnd()), writeErr: (text) => io.err(text.trimEnd()) });
+
+  cli
+    .command('dev')
+    .description('run the vault for development: embedded Postgres, generated keys, printed tokens (not for production)')
+    .option('--port <port>', 'listen on this port (PORT)', wholeNumber(0, 65_535))
+    .option('--data-dir <dir>', 'keep the embedded database and dev keys here (PHONEVAULT_DATA_DIR)')
+    .action(async (options: { port?: number; dataDir?: string }) => {
+      await runDev({ ...env, ...(options.port !== undefined ? { PORT: String(options.port) } : {}), ...(options.dataDir ? { PHONEVAULT_DATA_DIR: options.dataDir } : {}) }, io.out);
+      run(forever());
+    });
+
+  cli
+    .command('serve')
+    .description('run the vault (needs DATABASE_URL, VAULT_MASTER_KEY, JWT verification settings)')
+    .option('--host <host>', 'listen on this address (HOST)')
+    .option('--port <port>', 'listen on this port (PORT)', wholeNumber(0, 65_535))
+    .action(async (options: { host?: string; port?: number }) => {
+      const config = loadConfig({ ...env, ...(options.host ? { HOST: options.host } : {}), ...(options.port !== undefined ? { PORT: String(options.port) } : {}) });
+      const logger = createLogger(config.logLevel);
+      closeOnSignals(await startServer(config, logger), logger);
+      run(forever());
+    });
+
+  cli
+    .command('migrate')
+    .description('apply pending database migrations (needs DATABASE_URL)')
+    .action(async () => {
+      const db = createPgDb({ connectionString: loadDatabaseUrl(env), queryTimeoutMs: 60_000 });
+      try {
+        const applied = await migrate(db);
+        io.out(applied.length > 0 ? `applied ${applied.join(', ')}` : 'database is up to date');
+      } finally {
+        await db.close();
+      }
+      run(0);
+    });
+
+  cli
+    .command('keygen')
+    .description('print a new random master key (base64 of 32 bytes)')
+    .action(() => {
+      io.out(randomBytes(32).toString('base64'));
+      run(0);
+    });
+
+  cli
+    .command('token')
+    .description("mint an HS256 JWT from JWT_SECRET, or from the dev vault's own secret when JWT_SECRET is not set")
+    .requiredOption('--tenant <tenant>', 'the tenant claim')
+    .requiredOption('--sub <sub>', 'the calling application (sub claim)')
+    .requiredOption('--scope <scopes>', 'space-separated scopes, e.g. "tokenize detokenize"')
+    .option('--ttl <duration>', 'lifetime, e.g. 15m, 1h, 7d', seconds, 3600)
+    .action((options: { tenant: string; sub: string; scope: string; ttl: number }) => {
+      const signing = env.JWT_SECRET || env.JWT_SECRET_FILE ? loadJwtSigning(env) : devSigning(env.PHONEVAULT_DATA_DIR);
+      if (!signing) throw new ConfigError(['JWT_SECRET: is required (or run `phonevault dev` in this folder first, whose secret `token` then uses)']);
+      io.out(mintJwt(signing, { tenant: options.tenant, sub: options.sub, scope: options.scope }, options.ttl));
+      run(0);
+    });
+
+  cli
+    .command('rewrap')
+    .description('move tokens from older data key versions to the active one, online')
+    .option('--tenant <tenant>', 'only this tenant')
+    .option('--batch-size <n>', 'tokens a statement', wholeNumber(1, 10_000), 500)
+    .action((options: { tenant?: string; batchSize: number }) => run(rewrapCommand(options, env, io)));
+
+  const keys = cli.command('keys').description('data and master key maintenance');
+  keys
+    .command('destroy')
+    .description('destroy a retired data key version that no token uses any more')
+    .requiredOption('--tenant <tenant>', 'the tenant')
+    .requiredOption('--version <n>', 'the version', wholeNumber(1, 2 ** 31 - 1))
+    .action((options: { tenant: string; version: number }) => run(destroyKeyCommand(options, env, io)));
+  keys
+    .command('rewrap-master')
+    .description('re-wrap every data key under the active (first) master key')
+    .action(() => run(rewrapMasterCommand(env, io)));
+
+  cli
+    .command('sweep')
+    .description('delete expired tokens')
+    .action(() => run(sweepCommand(env, io)));
+
+  cli
+    .command('tenant')
+    .description('tenant maintenance')
+    .command('destroy')
+    .description('crypto-shred a tenant: destroy its keys and delete its tokens')
+    .argument('<tenant>', 'the tenant')
+    .option('--yes', 'really: nothing can bring them back', false)
+    .action((tenant: string, options: { yes: boolean }) => run(destroyTenantCommand(tenant, options, env, io)));
+
+  const audit = cli.command('audit').description('the audit trail');
+  audit
+    .command('verify')
+    .description("check every tenant's keyed audit chain, and that it reaches the signed checkpoints in FILE")
+    .option('--tenant <tenant>', 'only this tenant')
+    .option('--checkpoints <file>', "the vault's log, or any file with its checkpoint lines (- for standard input)")
+    .action((options: { tenant?: string; checkpoints?: string }) => run(auditVerifyCommand(options, env, io)));
+  audit
+    .command('seal')
+    .description('sign the start of chains written before the keyed chain, once checked (after an upgrade)')
+    .option('--tenant <tenant>', 'only this tenant')
+    .action((options: { tenant?: string }) => run(auditSealCommand(options, env, io)));
+  audit
+    .command('prune')
+    .description('drop audit events from before a month (as the database owner)')
+    .addOption(new Option('--before <YYYY-MM>', 'the first month kept').argParser(month).makeOptionMandatory())
+    .action((options: { before: Date }) => run(auditPruneCommand(options, env, io)));
+
+  return cli;
+}
+
+export async function main(argv: string[], env: Env, out: (text: string) => void = (t) => console.log(t), err: (text: string) => void = (t) => console.error(t)): Promise<number> {
+  let code: Promise<number> | number = 0;
+  const io = { out, err };
+  const cli = program(env, io, (answer) => (code = answer));
+  if (argv.length === 0) {
+    err(cli.helpInformation().trimEnd());
+    return USAGE_ERROR;
   }
-}
-
-function token(args: string[], env: Env, out: Out): number {
-  const { values } = parseArgs({
-    args,
-    options: { tenant: { type: 'string' }, sub: { type: 'string' }, scope: { type: 'string' }, ttl: { type: 'string', default: '1h' } },
-  });
-  const ttl = TTL.exec(values.ttl);
-  if (!values.tenant || !values.sub || values.scope === undefined || !ttl) {
-    throw new ConfigError(['token needs --tenant, --sub and --scope, and --ttl like 15m, 1h or 7d']);
-  }
-  out(mintJwt(loadJwtSigning(env), { tenant: values.tenant, sub: values.sub, scope: values.scope }, Number(ttl[1]) * TTL_SECONDS[ttl[2]!]!));
-  return 0;
-}
-
-export async function main(argv: string[], env: Env, out: Out = (t) => console.log(t), err: Out = (t) => console.error(t)): Promise<number> {
-  const [command, ...rest] = argv;
   try {
-    switch (command) {
-      case 'serve':
-        return await serve(env);
-      case 'dev':
-        await runDev(env, out);
-        await new Promise(() => {});
-        return 0;
-      case 'migrate':
-        return await migrateCommand(env, out);
-      case 'keygen':
-        out(randomBytes(32).toString('base64'));
-        return 0;
-      case 'token':
-        return token(rest, env, out);
-      case 'rewrap':
-        return await rewrapCommand(rest, env, out);
-      case 'keys':
-        return await keysCommand(rest, env, out);
-      case 'sweep':
-        return await sweepCommand(env, out);
-      case 'tenant':
-        return await tenantCommand(rest, env, out, err);
-      case 'audit':
-        return await auditCommand(rest, env, out);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        out(USAGE);
-        return command === undefined ? 2 : 0;
-      default:
-        err(`phonevault: unknown command "${command}"\n\n${USAGE}`);
-        return 2;
-    }
+    await cli.parseAsync(argv, { from: 'user' });
+    return await code;
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof MasterKeyMismatch || isVaultError(error)) {
-      err(`phonevault: ${error.message}`);
-      return 2;
+    if (error instanceof CommanderError) return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : USAGE_ERROR;
+    if (error instanceof ConfigError || error instanceof MasterKeyMismatch) {
+      err(`phonevault: configuration refused: ${error.message}`);
+      return CONFIG_ERROR;
+    }
+    if (isVaultError(error)) {
+      err(`phonevault: ${error.detail}`);
+      return 1;
     }
     // Only the class and code: a driver message can quote a connection string or a value.
-    const { name, code } = error as { name?: string; code?: string };
+    const { name, code: errno } = error as { name?: string; code?: string };
     const hint =
-      code === 'EADDRINUSE'
-        ? ': the port is taken; set PORT'
-        : code && /^(ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|28P01|3D000)$/.test(code)
+      errno === 'EADDRINUSE'
+        ? ': the port is taken; set PORT or --port'
+        : errno && /^(ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|28P01|3D000)$/.test(errno)
           ? ': cannot reach the database named by DATABASE_URL'
           : '';
-    err(`phonevault: ${command} failed (${name ?? 'Error'}${code ? ` ${code}` : ''})${hint}`);
+    err(`phonevault: ${argv[0]} failed (${name ?? 'Error'}${errno ? ` ${errno}` : ''})${hint}`);
     return 1;
   }
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError, loadConfig, type Env } from './config/index.js';
+import { ConfigError, loadConfig, type Env, type JwtSigningConfig } from './config/index.js';
 import { SCOPES } from './identity.js';
 import { mintJwt } from './jwt-mint.js';
 import { createLogger } from './logger.js';
@@ -15,6 +15,17 @@ const TOKEN_TTL_SECONDS = 24 * 3600;
 interface DevSecrets {
   masterKey: string;
   jwtSecret: string;
+}
+
+/**
+ * The signing settings of the dev vault whose data folder this is (`phonevault token` uses them when JWT_SECRET
+ * is not set), or null when no dev vault has run there.
+ */
+export function devSigning(dataDir: string | undefined): JwtSigningConfig | null {
+  const file = join(resolve(dataDir ?? '.phonevault'), 'dev-secrets.json');
+  if (!existsSync(file)) return null;
+  const secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
+  return { secret: Buffer.from(secrets.jwtSecret), issuer: DEV_ISSUER, audience: DEV_ISSUER };
 }
 
 /** Generated on the first run and kept (mode 0600) so that tokens survive restarts. */
@@ -99,7 +110,7 @@ export async function runDev(env: Env, out: (text: string) => void): Promise<voi
   const server = await startServer(config, logger, db);
   closeOnSignals(server, logger);
 
-  const signing = { secret: Buffer.from(secrets.jwtSecret), issuer: DEV_ISSUER, audience: DEV_ISSUER };
+  const signing = devSigning(dataDir)!;
   const token = (scope: string) => mintJwt(signing, { tenant: DEV_TENANT, sub: 'dev', scope }, TOKEN_TTL_SECONDS);
   const lines = [
     '',

@@ -61,7 +61,7 @@ describe('phonevault dev', () => {
     const second = spawn(process.execPath, [BIN, 'dev'], { cwd: workDir, env: { PATH: process.env.PATH, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let secondErr = '';
     second.stderr.on('data', (chunk) => (secondErr += chunk));
-    expect(await new Promise((resolve) => second.once('exit', resolve))).toBe(2);
+    expect(await new Promise((resolve) => second.once('exit', resolve))).toBe(78);
     expect(secondErr).toContain('another phonevault dev');
     expect(await first.stop()).toBe(0);
 

@@ -42,7 +42,7 @@ describe('maintenance commands', () => {
 
   it('keys destroy refuses the active version and destroys a drained retired one', async () => {
     const active = await run(['keys', 'destroy', '--tenant', 'acme', '--version', '2']);
-    expect(active.code).toBe(2);
+    expect(active.code).toBe(1);
     expect(active.err).toContain('the active version cannot be destroyed');
     await db.query(`UPDATE data_keys SET retired_at = now() - interval '1 minute' WHERE tenant_id = 'acme' AND version = 1`);
     const res = await run(['keys', 'destroy', '--tenant', 'acme', '--version', '1']);
@@ -57,7 +57,7 @@ describe('maintenance commands', () => {
     const tokens = [await tokenize(NUMBERS.us2.e164)];
     // Without the old key configured, nothing starts: data keys are wrapped by it.
     const refused = await run(['sweep'], `new:${newKey}`);
-    expect(refused.code).toBe(2);
+    expect(refused.code).toBe(78);
     expect(refused.err).toContain('data keys are wrapped by master key "default", which is not configured');
 
     const res = await run(['keys', 'rewrap-master'], `new:${newKey},default:${oldKey}`);

@@ -115,7 +115,7 @@ describe('faults', () => {
     ] as const) {
       const err: string[] = [];
       const code = await main(['serve'], { ...env(), VAULT_MASTER_KEY: key }, () => {}, (text) => err.push(text));
-      expect(code).toBe(2);
+      expect(code).toBe(78);
       expect(err.join('\n')).toContain(message);
     }
     expect(await snapshot()).toBe(before);

@@ -135,7 +135,7 @@ describe('JWT_SECRET', () => {
   it('refuses at start-up a secret that is not randomness, naming the variable and never printing it', async () => {
     for (const secret of ['abcdefghijklmnopqrstuvwxyz012345', 'qwertyuiopasdfghjklzxcvbnm123456', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']) {
       const res = await runCli(['serve'], { DATABASE_URL: testDb.url, VAULT_MASTER_KEY: 'x', JWT_SECRET: secret, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE });
-      expect(res.code).toBe(2);
+      expect(res.code).toBe(78);
       expect(res.err).toMatch(/JWT_SECRET: is not random enough/);
       expect(res.err).not.toContain(secret);
     }
