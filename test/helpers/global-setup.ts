@@ -13,6 +13,22 @@ declare module 'vitest' {
   }
 }
 
+/** A Postgres answering on this machine's standard port or socket, as `postgres`, or null. */
+async function localPostgres(): Promise<string | null> {
+  for (const url of ['postgres://postgres@127.0.0.1:5432/postgres', 'postgres://postgres@localhost/postgres?host=/var/run/postgresql']) {
+    const db = createPgDb({ connectionString: url, max: 1 });
+    try {
+      await db.query('SELECT 1');
+      return url;
+    } catch {
+      // not this one
+    } finally {
+      await db.close();
+    }
+  }
+  return null;
+}
+
 /**
  * The login role the tests run the vault as, a member of the group role migrations grant to (roles belong to the
  * whole server, so they are made here once, not per schema).
@@ -31,8 +47,9 @@ async function createVaultRole(url: string): Promise<void> {
 }
 
 /**
- * The test database: TEST_DATABASE_URL when set (CI, and machines that run Postgres locally), else a Postgres
- * container through testcontainers (a contributor with Docker needs nothing else).
+ * The test database: TEST_DATABASE_URL when set (CI); else a database of the run's own on a Postgres answering
+ * locally; else a Postgres container through testcontainers (a contributor with Docker needs nothing else); else
+ * one line that names the three ways, and a failed run.
  * The log file: every line every test app logged, and every audit row a test database held when it was dropped;
  * scanned for leaks once the whole run is over.
  */
@@ -42,20 +59,42 @@ export default async function setup(project: TestProject) {
   writeFileSync(logFile, '');
   project.provide('logFile', logFile);
 
-  let stopContainer = async () => {};
-  const fromEnv = process.env.TEST_DATABASE_URL;
-  let databaseUrl = fromEnv;
+  let stopDatabase = async () => {};
+  let databaseUrl = process.env.TEST_DATABASE_URL;
   if (!databaseUrl) {
-    const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
-    const container = await new PostgreSqlContainer('postgres:17-alpine').start();
-    databaseUrl = container.getConnectionUri();
-    stopContainer = async () => void (await container.stop());
+    const local = await localPostgres();
+    if (local) {
+      // A database of the run's own on the local server, dropped at the end.
+      const name = `phonevault_test_${process.pid}`;
+      const admin = createPgDb({ connectionString: local, max: 1 });
+      await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+      await admin.query(`CREATE DATABASE ${name}`);
+      await admin.close();
+      const url = new URL(local);
+      url.pathname = `/${name}`;
+      databaseUrl = url.toString();
+      stopDatabase = async () => {
+        const db = createPgDb({ connectionString: local, max: 1 });
+        await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        await db.close();
+      };
+    } else {
+      try {
+        const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+        const container = await new PostgreSqlContainer('postgres:17-alpine').start();
+        databaseUrl = container.getConnectionUri();
+        stopDatabase = async () => void (await container.stop());
+      } catch {
+        console.error('phonevault tests need a Postgres: set TEST_DATABASE_URL, run one locally (127.0.0.1:5432 or its socket, user postgres), or start Docker for a throwaway container');
+        process.exit(1);
+      }
+    }
   }
   project.provide('databaseUrl', databaseUrl);
   await createVaultRole(databaseUrl);
 
   return async () => {
-    await stopContainer();
+    await stopDatabase();
     const text = readFileSync(logFile, 'utf8');
     const lines = text.split('\n').filter(Boolean).length;
     const leaks = findLeaks(text);
