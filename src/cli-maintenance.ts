@@ -53,8 +53,10 @@ export async function rewrapCommand(options: { tenant?: string; batchSize: numbe
     rewrap(deps, { tenant: options.tenant, batchSize: options.batchSize, onProgress: progressPrinter(out, tty, (text) => process.stderr.write(text)) }),
   );
   if (tty) process.stderr.write('\n');
-  out(`rewrap done: ${report.moved} tokens moved to the active key in ${report.tenants} tenant(s); ${report.remaining} remain on older versions; ${report.unreadable} unreadable`);
-  return report.unreadable > 0 || report.remaining > 0 ? 1 : 0;
+  out(
+    `rewrap done: ${report.moved} tokens moved to the active key in ${report.tenants} tenant(s); ${report.remaining} remain on older versions or formats; ${report.unreadable} unreadable; ${report.misplaced} misplaced (their fingerprint was moved)`,
+  );
+  return report.unreadable > 0 || report.misplaced > 0 || report.remaining > 0 ? 1 : 0;
 }
 
 export async function rewrapMasterCommand(env: Env, { out }: Io): Promise<number> {
@@ -104,14 +106,14 @@ export async function auditVerifyCommand(options: { tenant?: string; checkpoints
   return withVault(env, async (deps) => {
     const checkpoints = text === null ? null : readCheckpoints(deps.auditKey, text);
     if (checkpoints && checkpoints.forged > 0) out(`WARNING ${checkpoints.forged} checkpoint line(s) carry no valid signature and were ignored`);
-    const results = await verifyAudit(deps, { tenant: options.tenant, ...(checkpoints ? { checkpoints: checkpoints.latest } : {}) });
+    const results = await verifyAudit(deps, { tenant: options.tenant, ...(checkpoints ? { checkpoints: checkpoints.byTenant } : {}) });
     let broken = 0;
     for (const result of results) {
       if (result.problem) {
         broken++;
         out(`BROKEN ${describeProblem(result.tenant, result.problem)}`);
       } else {
-        const checked = checkpoints?.latest.get(result.tenant);
+        const checked = checkpoints?.byTenant.get(result.tenant)?.at(-1);
         out(`ok     tenant ${result.tenant}: ${result.events} event(s), chain intact${checked ? `, reaches checkpoint ${checked.seq}` : ''}`);
       }
     }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Env, type JwtSigningConfig } from './config/index.js';
 import { SCOPES } from './identity.js';
@@ -40,7 +40,7 @@ function loadOrCreateSecrets(dataDir: string): DevSecrets {
 
 /**
  * The data folder holds keys and an unencrypted database: 0700 for folders and 0600 for files, whatever existed
- * before (a folder made by hand, files copied in). Links are left alone, never followed.
+ * before (a folder made by hand, files copied in). Links inside are left alone, never followed.
  */
 function lockDown(path: string): void {
   const stat = lstatSync(path);
@@ -91,7 +91,8 @@ export async function runDev(env: Env, out: (text: string) => void): Promise<voi
   // Whatever the embedded database creates later (new WAL segments, files of new tables) is private too.
   process.umask(0o077);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  lockDown(dataDir);
+  // The folder named is locked down even when its name is a link; links inside it are never followed.
+  lockDown(realpathSync(dataDir));
   lockDataDir(dataDir);
   const secrets = loadOrCreateSecrets(dataDir);
   const config = loadConfig({

@@ -12,24 +12,30 @@ export interface Identity {
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const CLIENT = /^[A-Za-z0-9][A-Za-z0-9._~:@|/+=-]{0,127}$/;
-// A run of digits, with the dots and dashes numbers are written with, perhaps after a plus sign.
-const DIGIT_RUN = /(\+?)([0-9](?:[0-9.-]*[0-9])?)/g;
-const SEGMENT_EDGE = /[:@|/~_=]/;
+// Hex of 16 digits or more with a letter among them (object ids, hashes, UUIDs): opaque ids, whatever digits
+// fall in them.
+const OPAQUE_HEX = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}/gi;
+// Groups of digits joined by one character each that is not a letter: 415_555_0123, x:415:555:0123, +1-415-…
+const DIGIT_GROUPS = /[0-9]+(?:[^A-Za-z0-9][0-9]+)*/g;
 
 /**
- * An identifier that is, or holds, a phone number: a plus sign before 7–15 digits anywhere, or 7–15 digits
- * (with dots or dashes) standing alone between separators. Such an identifier would put a number into every log
- * line and audit row of its caller, so it is refused. Digits inside a longer word (UUIDs, hex ids, `user-42`)
- * are left alone, and so are runs longer than any E.164 number.
+ * An identifier that is, or holds, a phone number: 7–15 digits in consecutive groups joined by single
+ * separators, wherever they stand (`user-4155550123`, `tel4155550123`, `415_555_0123`). Such an identifier would
+ * put a number into every log line and audit row of its caller, so it is refused. Left alone: opaque hex ids,
+ * shorter runs (`team-42`, `v1.2.3`) and runs longer than any E.164 number (numeric subjects of 16+ digits).
+ * Only numbers written in digits can be seen: one spelled out or encoded is beyond any check.
  */
 export function holdsPhoneNumber(identifier: string): boolean {
-  for (const match of identifier.matchAll(DIGIT_RUN)) {
-    const digits = match[2]!.replace(/\D/g, '').length;
-    if (digits < 7 || digits > 15) continue;
-    if (match[1] === '+') return true;
-    const before = identifier[match.index - 1];
-    const after = identifier[match.index + match[0].length];
-    if ((before === undefined || SEGMENT_EDGE.test(before)) && (after === undefined || SEGMENT_EDGE.test(after))) return true;
+  const visible = identifier.replace(OPAQUE_HEX, (id) => (/[a-f]/i.test(id) ? ' ' : id));
+  for (const [run] of visible.matchAll(DIGIT_GROUPS)) {
+    const groups = run.split(/[^0-9]/).map((group) => group.length);
+    for (let first = 0; first < groups.length; first++) {
+      let digits = 0;
+      for (let last = first; last < groups.length && digits <= 15; last++) {
+        digits += groups[last]!;
+        if (digits >= 7 && digits <= 15) return true;
+      }
+    }
   }
   return false;
 }

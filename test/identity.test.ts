@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { holdsPhoneNumber, isValidClient, isValidTenant, parseScopes } from '../src/identity.js';
 import { isSafeText } from '../src/text.js';
@@ -28,7 +28,8 @@ describe('identifiers from credentials', () => {
     for (const phoneLike of [
       '+12015550123', '12015550123', '2015550123', '201-555-0123', '201.555.0123', '+1-201-555-0123', 'tel:+12015550123',
       'tel:2015550123', 'sms|12015550123', '12015550123@phone', 'crm+12015550123', 'auth0|+447400123456', 'user/4915123456789',
-      'crm_2015550123', 'x=2015550123', '~+33612345678',
+      'crm_2015550123', 'x=2015550123', '~+33612345678', '201_555_0123', 'x:201:555:0123', 'a=+1=201=555=0123', 'user-2015550123',
+      'a.12015550123', 'a+-12015550123', 'tel2015550123', 'a2015550123b', 'svc-2015550123-v2', '+1 (201) 555-0123',
     ]) {
       expect(holdsPhoneNumber(phoneLike), phoneLike).toBe(true);
       expect(isValidClient(phoneLike), phoneLike).toBe(false);
@@ -40,12 +41,16 @@ describe('identifiers from credentials', () => {
     for (const id of [
       'crm', 'helpdesk-2', 'svc.billing', 'auth0|5f7c8ec7c33c6c004bbafe82', '0oa1b2c3d4e5f6g7h8i9', 'abc123@clients',
       '110169484474386276334', 'AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ', 'a+1b', 'team-42', 'spiffe://acme/ns/prod/sa/crm', '550e8400-e29b-41d4-a716-446655440000',
+      'svc-v1.2.3', 'auth0|64b8f0c2a1d3e4f506172839', '5f7c8ec7c33c6c004bbafe82',
     ]) {
       expect(isValidClient(id), id).toBe(true);
     }
     // Nearly every random UUID is a valid client id: only an all-digit one could read as a number.
     const uuids = Array.from({ length: 20_000 }, () => randomUUID());
     expect(uuids.filter((uuid) => !isValidClient(uuid)).length).toBeLessThanOrEqual(1);
+    // Object ids and hashes (16 hex characters or more, a letter among them) are opaque, whatever digits they hold.
+    const hexIds = Array.from({ length: 20_000 }, () => randomBytes(12).toString('hex'));
+    expect(hexIds.filter((id) => !isValidClient(id)).length).toBeLessThanOrEqual(1);
   });
 
   it('reads scopes as data: space-separated, bounded, safe text only', () => {

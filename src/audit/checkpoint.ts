@@ -24,15 +24,19 @@ export function checkpointFields(key: Buffer, checkpoint: Checkpoint) {
 }
 
 export interface CheckpointsRead {
-  /** The latest authentic checkpoint of each tenant. */
-  latest: Map<string, Checkpoint>;
+  /**
+   * Every authentic checkpoint of each tenant, by seq ascending. Each one is checked, not only the latest: a chain
+   * rewound and written on past its last checkpoint reaches that seq again, but with other hashes on the way.
+   */
+  byTenant: Map<string, Checkpoint[]>;
   /** Checkpoint lines whose signature does not hold (forged, or signed under another key). */
   forged: number;
 }
 
-/** Reads checkpoints from log text (JSON lines, other lines ignored), keeping each tenant's highest. */
+/** Reads checkpoints from log text (JSON lines, other lines ignored); repeats of one checkpoint count once. */
 export function readCheckpoints(key: Buffer, text: string): CheckpointsRead {
-  const latest = new Map<string, Checkpoint>();
+  const byTenant = new Map<string, Checkpoint[]>();
+  const seen = new Set<string>();
   let forged = 0;
   for (const line of text.split('\n')) {
     if (!line.includes(CHECKPOINT_MESSAGE)) continue;
@@ -53,7 +57,13 @@ export function readCheckpoints(key: Buffer, text: string): CheckpointsRead {
       forged++;
       continue;
     }
-    if ((latest.get(tenant)?.seq ?? -1) < checkpoint.seq) latest.set(tenant, checkpoint);
+    const id = `${tenant.length}:${tenant}:${checkpoint.seq}:${hash}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    let list = byTenant.get(tenant);
+    if (!list) byTenant.set(tenant, (list = []));
+    list.push(checkpoint);
   }
-  return { latest, forged };
+  for (const list of byTenant.values()) list.sort((a, b) => a.seq - b.seq);
+  return { byTenant, forged };
 }

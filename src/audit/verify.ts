@@ -20,10 +20,11 @@ export interface TenantVerification {
 
 /**
  * Verifies one tenant's chain page by page: that its head's starting point is signed, that every event from
- * there chains under the audit key up to the head, and that the chain reaches the last checkpoint written
- * outside the database, with the hash it had then.
+ * there chains under the audit key up to the head, and that every checkpoint written outside the database (by
+ * seq ascending) is in the chain with the hash it had then, the last one included. Checkpoints from before the
+ * chain's anchor (pruned events) cannot be checked; two different ones for the same seq can never both hold.
  */
-export async function verifyTenantAudit(auditLog: AuditReads, key: Buffer, tenant: string, checkpoint?: Checkpoint): Promise<TenantVerification> {
+export async function verifyTenantAudit(auditLog: AuditReads, key: Buffer, tenant: string, checkpoints: readonly Checkpoint[] = []): Promise<TenantVerification> {
   const head = await auditLog.head(tenant);
   if (!head) return { tenant, events: 0, problem: { kind: 'no_head' } };
   const start = { seq: head.anchorSeq, hash: head.anchorHash };
@@ -33,6 +34,8 @@ export async function verifyTenantAudit(auditLog: AuditReads, key: Buffer, tenan
     return { tenant, events: 0, problem: { kind: 'unsigned', anchorSeq: head.anchorSeq, keyedAfter: head.keyedAfter } };
   }
   const chainKey = { key, keyedAfter: head.keyedAfter };
+  let next = checkpoints.findIndex((checkpoint) => checkpoint.seq >= start.seq);
+  if (next === -1) next = checkpoints.length;
   let anchor = start;
   let events = 0;
   for (;;) {
@@ -41,11 +44,16 @@ export async function verifyTenantAudit(auditLog: AuditReads, key: Buffer, tenan
     const problem = verifyChain(chainKey, page, anchor, last ? head : undefined);
     events += page.length;
     if (problem) return { tenant, events, problem };
-    const reached = checkpoint && page.find((event) => event.seq === checkpoint.seq);
-    if (reached && !reached.hash.equals(checkpoint.hash)) return { tenant, events, problem: { kind: 'checkpoint_mismatch', seq: checkpoint.seq } };
+    const lastSeq = page.at(-1)?.seq ?? anchor.seq;
+    // The chain is verified up to lastSeq, so each checkpoint up there must name one of its links exactly.
+    for (; next < checkpoints.length && checkpoints[next]!.seq <= lastSeq; next++) {
+      const checkpoint = checkpoints[next]!;
+      const link = checkpoint.seq === anchor.seq ? anchor : page[checkpoint.seq - anchor.seq - 1];
+      if (!link || link.seq !== checkpoint.seq || !link.hash.equals(checkpoint.hash)) return { tenant, events, problem: { kind: 'checkpoint_mismatch', seq: checkpoint.seq } };
+    }
     if (last) {
-      const lastSeq = page.at(-1)?.seq ?? anchor.seq;
-      if (checkpoint && lastSeq < checkpoint.seq) return { tenant, events, problem: { kind: 'short_of_checkpoint', lastSeq, checkpointSeq: checkpoint.seq } };
+      const latest = checkpoints.at(-1);
+      if (latest && lastSeq < latest.seq) return { tenant, events, problem: { kind: 'short_of_checkpoint', lastSeq, checkpointSeq: latest.seq } };
       return { tenant, events, problem: null };
     }
     anchor = { seq: page.at(-1)!.seq, hash: page.at(-1)!.hash };
@@ -63,7 +71,7 @@ export function describeProblem(tenant: string, problem: AuditProblem): string {
     case 'truncated':
       return `tenant ${tenant}: events after ${problem.lastSeq} removed (the chain head is at ${problem.headSeq})`;
     case 'no_head':
-      return `tenant ${tenant}: has events or keys but no audit head row (deleted?)`;
+      return `tenant ${tenant}: has no audit head row, though it has events, keys or logged checkpoints (deleted?)`;
     case 'head_forged':
       return `tenant ${tenant}: the audit head's anchor or legacy boundary was changed (its signature does not match)`;
     case 'unsigned':

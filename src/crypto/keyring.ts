@@ -22,8 +22,11 @@ export interface KeyStore {
   loadTenant(tenant: string, versions: number[]): Promise<TenantKeysRecord | null>;
   /** One version's key material, or null when it was destroyed or never existed. */
   loadDataKey(tenant: string, version: number): Promise<WrappedKey | null>;
-  /** Creates the tenant's fingerprint key and data key version 1 unless another writer already did. */
-  createTenantKeys(tenant: string, fingerprint: WrappedKey, firstDataKey: WrappedKey): Promise<void>;
+  /**
+   * Creates the tenant's fingerprint key and data key version 1 with `event` committed alongside, unless another
+   * writer already did (false).
+   */
+  createTenantKeys(tenant: string, fingerprint: WrappedKey, firstDataKey: WrappedKey, event: AuditEvent): Promise<boolean>;
   /** Adds `count` to the version's encryption counter if it is active and stays within `budget`. */
   reserveEncryptions(tenant: string, version: number, count: number, budget: number): Promise<boolean>;
   /**
@@ -77,11 +80,11 @@ interface TenantKeys {
 const MAX_TENANTS = 4_096;
 const MAX_VERSIONS_PER_TENANT = 32;
 
-/** The event an automatic rotation records: the vault's own, not a caller's. */
-const budgetRotation = (tenant: string): AuditEvent => ({
+/** The event of a key operation the vault does on its own, for no caller: a tenant's first keys, a rotation. */
+const vaultEvent = (tenant: string, action: string): AuditEvent => ({
   tenant,
   client: 'phonevault',
-  action: 'keys_rotate',
+  action,
   items: 0,
   outcome: 'ok',
   requestId: null,
@@ -122,7 +125,7 @@ export class Keyring {
       for (let attempt = 0; attempt < 4; attempt++) {
         const leased = this.#takeFromLease(tenant, count);
         if (leased) return leased;
-        const keys = this.#fresh(tenant) ?? (await this.#loadOrCreate(tenant));
+        const keys = this.#fresh(tenant) ?? (await this.#loadOrCreate(tenant, vaultEvent(tenant, 'keys_create'))).keys;
         const size = Math.max(count, Math.min(this.#leaseMaxSize, (keys.lease?.size ?? 32) * 2));
         if (await this.#store.reserveEncryptions(tenant, keys.activeVersion, size, this.#maxEncryptions)) {
           keys.lease = { version: keys.activeVersion, remaining: size, size, expiresAt: Date.now() + this.#leaseMaxAgeMs };
@@ -131,7 +134,7 @@ export class Keyring {
         // The active version is spent or was rotated by another instance: reload, and rotate if still ours.
         const reloaded = await this.#load(tenant);
         if (reloaded && reloaded.activeVersion === keys.activeVersion) {
-          await this.#store.rotateDataKey(tenant, keys.activeVersion, this.#wrapDataKey(tenant, keys.activeVersion + 1), { event: budgetRotation(tenant), minAgeMs: 0 });
+          await this.#store.rotateDataKey(tenant, keys.activeVersion, this.#wrapDataKey(tenant, keys.activeVersion + 1), { event: vaultEvent(tenant, 'keys_rotate'), minAgeMs: 0 });
           await this.#load(tenant);
         }
       }
@@ -154,11 +157,13 @@ export class Keyring {
 
   /**
    * Rotates the tenant's data key now, committing `event` with it; new writes use the new version at once. A
-   * version younger than `minAgeMs` is not rotated again (429): rotation is an operator's act, not a loop's.
+   * version younger than `minAgeMs` is not rotated again (429): rotation is an operator's act, not a loop's. A
+   * tenant without keys gets its first ones, as fresh as a rotation would make them, with `event`.
    */
   async rotate(tenant: string, event: AuditEvent, minAgeMs: number): Promise<number> {
     return this.#withLock(tenant, async () => {
-      const keys = await this.#loadOrCreate(tenant);
+      const { keys, created } = await this.#loadOrCreate(tenant, event);
+      if (created) return keys.activeVersion;
       const outcome = await this.#store.rotateDataKey(tenant, keys.activeVersion, this.#wrapDataKey(tenant, keys.activeVersion + 1), { event, minAgeMs });
       if (outcome === 'too_soon') throw new VaultError('rate_limited', 'the data key was rotated moments ago; rotate again later');
       const reloaded = await this.#load(tenant);
@@ -189,13 +194,14 @@ export class Keyring {
     return this.#masterKeys.wrap(tenant, 'data', version, randomBytes(KEY_BYTES));
   }
 
-  async #loadOrCreate(tenant: string): Promise<TenantKeys> {
+  /** The tenant's keys, created with `event` recorded if it has none: no key comes to be without its event. */
+  async #loadOrCreate(tenant: string, event: AuditEvent): Promise<{ keys: TenantKeys; created: boolean }> {
     const loaded = await this.#load(tenant);
-    if (loaded) return loaded;
-    await this.#store.createTenantKeys(tenant, this.#masterKeys.wrap(tenant, 'fingerprint', 0, randomBytes(KEY_BYTES)), this.#wrapDataKey(tenant, 1));
-    const created = await this.#load(tenant);
-    if (!created) throw new Error('tenant keys vanished right after creation');
-    return created;
+    if (loaded) return { keys: loaded, created: false };
+    const created = await this.#store.createTenantKeys(tenant, this.#masterKeys.wrap(tenant, 'fingerprint', 0, randomBytes(KEY_BYTES)), this.#wrapDataKey(tenant, 1), event);
+    const keys = await this.#load(tenant);
+    if (!keys) throw new Error('tenant keys vanished right after creation');
+    return { keys, created };
   }
 
   /** Re-reads the tenant: its active version, and which cached versions still exist. Unwraps only what is new. */

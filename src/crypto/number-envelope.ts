@@ -1,42 +1,56 @@
 import { encodeAad, open, seal } from './aead.js';
 
 /**
- * A number at rest: version byte ‖ key version (u32) ‖ IV ‖ ciphertext ‖ tag. The AAD binds tenant, token id
- * and key version, so an envelope copied to another row, tenant or version fails to open. The plaintext is
- * padded to a fixed 16 bytes (the longest E.164 string) so that the row does not reveal the number's length.
+ * A number at rest: version byte ‖ key version (u32) ‖ IV ‖ ciphertext ‖ tag. The AAD binds tenant, token id,
+ * key version and the row's fingerprint, so an envelope copied to another row, tenant or version fails to open,
+ * and so does a row whose fingerprint was changed: the column that says which rows hold a number cannot be
+ * moved without the row becoming unreadable, so erasure, which finds a number's rows by it, misses none that
+ * could still be read. The plaintext is padded to a fixed 16 bytes (the longest E.164 string) so that the row
+ * does not reveal the number's length.
+ *
+ * Version 1 envelopes (before the fingerprint was bound) still open; `phonevault rewrap` reseals them as version 2.
  */
-const ENVELOPE_VERSION = 1;
+const ENVELOPE_VERSION = 2;
+const LEGACY_VERSION = 1;
 const HEADER_BYTES = 5;
 const PADDED_BYTES = 16;
 
 export interface NumberContext {
   tenant: string;
   tokenId: Buffer;
+  /** The row's fingerprint column (src/crypto/fingerprint.ts). */
+  fingerprint: Buffer;
 }
 
-const AAD_LABEL = 'phonevault:number:v1';
+const AAD_LABELS = { [LEGACY_VERSION]: 'phonevault:number:v1', [ENVELOPE_VERSION]: 'phonevault:number:v2' } as const;
 
 // The AAD's leading fields (label, tenant) are the same for every number of a tenant: encoded once and kept
-// (bounded), then the token id and key version are written after them. The bytes are exactly
-// encodeAad(AAD_LABEL, [tenant, tokenId, keyVersion]); a test holds the two equal.
+// (bounded), then the token id, key version and (version 2) fingerprint are written after them. The bytes are
+// exactly encodeAad(label, [tenant, tokenId, keyVersion, fingerprint]); a test holds the two equal.
 const aadPrefixes = new Map<string, Buffer>();
 const MAX_AAD_PREFIXES = 1_000;
 
-export function numberAad(context: NumberContext, keyVersion: number): Buffer {
-  let prefix = aadPrefixes.get(context.tenant);
+export function numberAad(context: NumberContext, keyVersion: number, envelopeVersion: 1 | 2 = ENVELOPE_VERSION): Buffer {
+  const cacheKey = `${envelopeVersion}${context.tenant}`;
+  let prefix = aadPrefixes.get(cacheKey);
   if (!prefix) {
-    prefix = encodeAad(AAD_LABEL, [context.tenant]);
+    prefix = encodeAad(AAD_LABELS[envelopeVersion], [context.tenant]);
     if (aadPrefixes.size >= MAX_AAD_PREFIXES) aadPrefixes.clear();
-    aadPrefixes.set(context.tenant, prefix);
+    aadPrefixes.set(cacheKey, prefix);
   }
-  const id = context.tokenId;
-  if (id.length > 0xffff) throw new Error('token id too long');
-  const aad = Buffer.allocUnsafe(prefix.length + 2 + id.length + 2 + 4);
+  const { tokenId: id, fingerprint } = context;
+  if (id.length > 0xffff || fingerprint.length > 0xffff) throw new Error('token id or fingerprint too long');
+  const bound = envelopeVersion === ENVELOPE_VERSION ? 2 + fingerprint.length : 0;
+  const aad = Buffer.allocUnsafe(prefix.length + 2 + id.length + 2 + 4 + bound);
   let at = prefix.copy(aad, 0);
   at = aad.writeUInt16BE(id.length, at);
   at += id.copy(aad, at);
   at = aad.writeUInt16BE(4, at);
-  aad.writeUInt32BE(keyVersion, at);
+  at = aad.writeUInt32BE(keyVersion, at);
+  if (bound > 0) {
+    at = aad.writeUInt16BE(fingerprint.length, at);
+    fingerprint.copy(aad, at);
+  }
   return aad;
 }
 
@@ -52,15 +66,18 @@ export function sealNumber(key: Buffer, keyVersion: number, context: NumberConte
 
 /** The key version an envelope was sealed under, read before the key is fetched. */
 export function envelopeKeyVersion(envelope: Buffer): number {
-  if (envelope.length < HEADER_BYTES || envelope.readUInt8(0) !== ENVELOPE_VERSION) {
-    throw new Error('unknown envelope version');
-  }
+  const version = envelope.length < HEADER_BYTES ? -1 : envelope.readUInt8(0);
+  if (version !== ENVELOPE_VERSION && version !== LEGACY_VERSION) throw new Error('unknown envelope version');
   return envelope.readUInt32BE(1);
 }
 
+/** Whether an envelope predates the current format (rewrap reseals it). */
+export const isLegacyEnvelope = (envelope: Buffer): boolean => envelope.length > 0 && envelope.readUInt8(0) === LEGACY_VERSION;
+
 export function openNumber(key: Buffer, context: NumberContext, envelope: Buffer): string {
   const keyVersion = envelopeKeyVersion(envelope);
-  const plain = open(key, envelope.subarray(HEADER_BYTES), numberAad(context, keyVersion));
+  const aad = numberAad(context, keyVersion, envelope.readUInt8(0) === LEGACY_VERSION ? LEGACY_VERSION : ENVELOPE_VERSION);
+  const plain = open(key, envelope.subarray(HEADER_BYTES), aad);
   const end = plain.indexOf(0);
   return plain.toString('latin1', 0, end === -1 ? plain.length : end);
 }

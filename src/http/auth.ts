@@ -55,10 +55,10 @@ function identityOf(claims: Claims, jwt: JwtConfig): { identity: Identity; expir
   const { exp, iat, sub, tenant } = claims;
   if (typeof exp !== 'number' || !Number.isFinite(exp)) return null;
   const now = Date.now();
-  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat) || iat * 1000 > now + jwt.clockLeewayMs)) return null;
+  // Without `iat` nothing bounds a token's life: one minted for a year would pass in its last day.
+  if (typeof iat !== 'number' || !Number.isFinite(iat) || iat * 1000 > now + jwt.clockLeewayMs) return null;
   // A token that lives longer than the vault accepts is refused, however it was issued.
-  const issuedAt = typeof iat === 'number' ? iat * 1000 : now;
-  if (exp * 1000 - issuedAt > jwt.maxLifetimeMs + jwt.clockLeewayMs) return null;
+  if (exp * 1000 - iat * 1000 > jwt.maxLifetimeMs + jwt.clockLeewayMs) return null;
   const scopes = parseScopes(claims.scope);
   if (!isValidTenant(tenant) || !isValidClient(sub) || !scopes) return null;
   return { identity: { tenant, client: sub, scopes }, expiresAt: exp * 1000 };

@@ -25,6 +25,7 @@ export function createMemoryCounters(now: () => number = Date.now): Counters {
     const time = now();
     let window = windows.get(key);
     if (!window || window.endsAt <= time) {
+      windows.delete(key);
       if (windows.size >= MAX_KEYS) {
         for (const [k, w] of windows) if (w.endsAt <= time) windows.delete(k);
         // Still full of live windows: the oldest goes, so that memory stays bounded whatever the flood.
@@ -42,6 +43,9 @@ export function createMemoryCounters(now: () => number = Date.now): Counters {
       return { count: window.count, resetMs: window.endsAt - time };
     },
     async spend(key, n, max, windowMs) {
+      // A spend refused on an empty window opens none, as in Redis, where the key is only made by a count.
+      const live = windows.get(key);
+      if (n > max && (!live || live.endsAt <= now())) return { allowed: false, count: 0, resetMs: windowMs };
       const { window, time } = windowOf(key, windowMs);
       const allowed = window.count + n <= max;
       if (allowed) window.count += n;

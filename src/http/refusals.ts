@@ -27,7 +27,7 @@ const MAX_ROWS = 10_000;
  * writes rows in proportion to minutes, not requests, and the requests that succeed are recorded by their
  * use-cases, with their data (src/store/audit-log.ts). A row covers what this instance saw in that minute.
  */
-async function refusals(app: FastifyInstance, options: { record: (events: AuditEvent[]) => Promise<void> }) {
+async function refusals(app: FastifyInstance, options: { record: (events: AuditEvent[]) => Promise<Array<{ tenant: string | undefined; events: number; error: unknown }>> }) {
   const rows = new Map<string, AuditEvent>();
 
   async function flush(before: number): Promise<void> {
@@ -38,11 +38,13 @@ async function refusals(app: FastifyInstance, options: { record: (events: AuditE
       rows.delete(key);
     }
     if (due.length === 0) return;
+    let unrecorded;
     try {
-      await options.record(due);
+      unrecorded = await options.record(due);
     } catch (error) {
-      app.log.warn({ err: safeErrorFields(error), rows: due.length }, 'refusal counts not recorded');
+      unrecorded = [{ tenant: undefined, events: due.length, error }];
     }
+    for (const { tenant, events, error } of unrecorded) app.log.warn({ err: safeErrorFields(error), tenant, rows: events }, 'refusal counts not recorded');
   }
 
   app.addHook('onResponse', async (request, reply) => {

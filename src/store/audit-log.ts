@@ -166,6 +166,13 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
     return locked;
   };
 
+  // Heads only move forward: one behind where this instance left it was rewound outside the vault. The append
+  // goes on from there (refusing would only stop the trail); verification against the checkpoints finds the gap.
+  const noticeRewind = (tenant: string, known: ChainLink | undefined, head: ChainLink): ChainLink => {
+    if (known && head.seq < known.seq) options.logger?.error({ tenant, seq: head.seq, expectedAtLeast: known.seq }, 'audit head moved backwards: the trail was rewound outside the vault');
+    return head;
+  };
+
   /**
    * Runs `run` from the head this instance last committed, if it holds one and nobody else moved it lately;
    * should the head have moved, `run` runs again from the head locked first. `single` work needs no transaction
@@ -193,7 +200,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
           }
         }
       }
-      outcome ??= await db.transact((tx) => run(tx, { locked: lockHead(tx, tenant) }), { hot: mode.hot });
+      outcome ??= await db.transact((tx) => run(tx, { locked: lockHead(tx, tenant).then((head) => noticeRewind(tenant, known, head)) }), { hot: mode.hot });
     } catch (error) {
       seeded.delete(tenant);
       heads.delete(tenant);

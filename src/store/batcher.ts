@@ -5,13 +5,16 @@
  * share a flush, so that every statement touches one tenant (and a distributed Postgres routes it to one shard),
  * and one tenant's flushes never wait for another's. Large jobs queue like small ones: one flush in flight per
  * tenant is what lets each chain its audit events from the head the previous one left (src/store/audit-log.ts).
- * A flush that fails fails its jobs: they were one statement.
+ * A flush of several jobs that fails for a reason `isolate` names runs each of them again alone, in order, so that
+ * only the job at fault fails (an event one client's request cannot record fails no other client's request).
  */
 export interface BatcherOptions<J> {
   tenantOf: (job: J) => string;
   sizeOf: (job: J) => number;
   /** Items (rows) per flush; a single job larger than this still goes alone. */
   maxItems: number;
+  /** Whether a failed flush of several jobs may be one job's fault, not the storage's: each then runs alone. */
+  isolate?: (error: unknown) => boolean;
 }
 
 interface Pending<J, R> {
@@ -37,7 +40,17 @@ export function createBatcher<J, R>(run: (tenant: string, jobs: J[]) => Promise<
       );
       taken.forEach((p, index) => p.resolve(results[index]!));
     } catch (error) {
-      for (const p of taken) p.reject(error);
+      if (taken.length === 1 || !options.isolate?.(error)) {
+        for (const p of taken) p.reject(error);
+        return;
+      }
+      for (const p of taken) {
+        try {
+          p.resolve((await run(tenant, [p.job]))[0]!);
+        } catch (own) {
+          p.reject(own);
+        }
+      }
     }
   }
 

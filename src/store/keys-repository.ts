@@ -37,20 +37,20 @@ export function createKeysRepository(db: Db, auditLog: AuditLog): KeyStore {
       return row ? { kekId: row.kek_id, blob: row.wrapped_key } : null;
     },
 
-    async createTenantKeys(tenant, fingerprint: WrappedKey, firstDataKey: WrappedKey) {
-      await db.transact(async (tx) => {
+    createTenantKeys: (tenant, fingerprint: WrappedKey, firstDataKey: WrappedKey, event) =>
+      auditLog.commit(tenant, async (tx) => {
         const created = await tx.query(
           `INSERT INTO tenant_keys (tenant_id, fingerprint_kek_id, fingerprint_key) VALUES ($1, $2, $3)
            ON CONFLICT (tenant_id) DO NOTHING`,
           [tenant, fingerprint.kekId, fingerprint.blob],
         );
-        if (created.rowCount === 0) return;
+        if (created.rowCount === 0) return { value: false, events: [] };
         await tx.query(
           `INSERT INTO data_keys (tenant_id, version, kek_id, wrapped_key, state) VALUES ($1, 1, $2, $3, 'active')`,
           [tenant, firstDataKey.kekId, firstDataKey.blob],
         );
-      });
-    },
+        return { value: true, events: [event] };
+      }),
 
     async reserveEncryptions(tenant, version, count, budget) {
       const result = await db.query(

@@ -1,6 +1,7 @@
 import type { AuditEvent, ChainedEvent } from '../audit/chain.js';
 import { headSignature } from '../audit/chain.js';
 import type { Checkpoint } from '../audit/checkpoint.js';
+import { StorageUnavailableError } from '../errors.js';
 import { verifyTenantAudit, type TenantVerification } from '../audit/verify.js';
 import type { AuditQuery } from '../store/audit-reads.js';
 import { eventOf, type Caller } from './caller.js';
@@ -14,16 +15,40 @@ export async function readAudit(deps: VaultDeps, caller: Caller, query: AuditQue
   });
 }
 
-/** Appends events that record no data of their own (counts of refused calls), one tenant at a time. */
-export async function recordEvents(deps: VaultDeps, events: AuditEvent[]): Promise<void> {
+export interface Unrecorded {
+  tenant: string;
+  events: number;
+  error: unknown;
+}
+
+/**
+ * Appends events that record no data of their own (counts of refused calls), one tenant at a time, every tenant
+ * tried; a tenant's events that cannot go in together are tried one by one, so that one unrecordable event
+ * keeps no other out. Answers what could not be recorded.
+ */
+export async function recordEvents(deps: VaultDeps, events: AuditEvent[]): Promise<Unrecorded[]> {
   const byTenant = new Map<string, AuditEvent[]>();
   for (const event of events) byTenant.set(event.tenant, [...(byTenant.get(event.tenant) ?? []), event]);
-  for (const [tenant, own] of byTenant) await deps.auditLog.commit(tenant, async () => ({ value: null, events: own }));
+  const append = (tenant: string, own: AuditEvent[]) => deps.auditLog.commit(tenant, async () => ({ value: null, events: own }));
+  const unrecorded: Unrecorded[] = [];
+  for (const [tenant, own] of byTenant) {
+    try {
+      await append(tenant, own);
+    } catch (error) {
+      if (own.length === 1 || error instanceof StorageUnavailableError) {
+        unrecorded.push({ tenant, events: own.length, error });
+        continue;
+      }
+      for (const event of own) await append(tenant, [event]).catch((alone: unknown) => unrecorded.push({ tenant, events: 1, error: alone }));
+    }
+  }
+  return unrecorded;
 }
 
 /** Verifies every tenant's chain (or one), against the latest checkpoint of each when given. */
-export async function verifyAudit(deps: VaultDeps, options: { tenant?: string | undefined; checkpoints?: Map<string, Checkpoint> }): Promise<TenantVerification[]> {
-  const tenants = options.tenant ? [options.tenant] : await deps.auditReads.tenants();
+export async function verifyAudit(deps: VaultDeps, options: { tenant?: string | undefined; checkpoints?: Map<string, Checkpoint[]> }): Promise<TenantVerification[]> {
+  // A tenant the log has checkpoints of is verified even when the database no longer knows it at all.
+  const tenants = options.tenant ? [options.tenant] : [...new Set([...(await deps.auditReads.tenants()), ...(options.checkpoints?.keys() ?? [])])].sort();
   const results: TenantVerification[] = [];
   for (const tenant of tenants) results.push(await verifyTenantAudit(deps.auditReads, deps.auditKey, tenant, options.checkpoints?.get(tenant)));
   return results;

@@ -84,11 +84,12 @@ export function parseInputs(inputs: PhoneInput[], deterministic: boolean): Parse
 
 export function sealRow(tenant: string, keys: SealingKeys, phone: ParsedPhone): SealedRow {
   const tokenId = newTokenId();
+  const fingerprint = fingerprintNumber(keys.fingerprintKey, phone.e164);
   return {
     tokenId,
     keyVersion: keys.version,
-    envelope: sealNumber(keys.key, keys.version, { tenant, tokenId }, phone.e164),
-    fingerprint: fingerprintNumber(keys.fingerprintKey, phone.e164),
+    envelope: sealNumber(keys.key, keys.version, { tenant, tokenId, fingerprint }, phone.e164),
+    fingerprint,
     e164: phone.e164,
     country: phone.country,
     lineType: phone.lineType,
@@ -110,7 +111,7 @@ export function openRows(tenant: string, keys: ReadonlyMap<number, Buffer>, rows
     const key = keys.get(row.keyVersion);
     if (!key) return undefined;
     try {
-      return openNumber(key, { tenant, tokenId: row.tokenId }, row.envelope);
+      return openNumber(key, { tenant, tokenId: row.tokenId, fingerprint: row.fingerprint }, row.envelope);
     } catch {
       return null;
     }

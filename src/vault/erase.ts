@@ -25,9 +25,11 @@ export async function eraseToken(deps: VaultDeps, caller: Caller, token: string)
 
 /**
  * The right to erasure: every token of one number in the caller's tenant, in one transaction with its event.
- * Each candidate is opened first, and only the rows that hold this very number are deleted. A candidate that holds
- * another number means fingerprints were moved (a row's fingerprint is only a column): the rows under that other
- * number's fingerprint are searched too, so that a swap cannot hide this number's rows behind another's.
+ * Each candidate is opened first, and only the rows that hold this very number are deleted. A row whose
+ * fingerprint was moved does not open any more (its envelope is bound to it), so no row of the number that could
+ * still be read escapes the search, and one moved in from another number is never erased for it. Format 1 rows
+ * (bound to no fingerprint, until rewrapped) can be swapped and still open: a candidate that holds another
+ * number sends the search to that number's fingerprint too, so that a swap hides none of this number's rows.
  */
 export async function eraseNumber(deps: VaultDeps, caller: Caller, input: PhoneInput): Promise<number> {
   const { e164 } = parsePhone(input.phone, input.country);

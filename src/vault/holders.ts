@@ -9,7 +9,7 @@ export async function openEach(keys: ReadKeys, tenant: string, rows: EnvelopeRow
     const key = await keys.dataKey(row.keyVersion);
     let held: string | null = null;
     try {
-      if (key) held = openNumber(key, { tenant, tokenId: row.tokenId }, row.envelope);
+      if (key) held = openNumber(key, { tenant, tokenId: row.tokenId, fingerprint: row.fingerprint }, row.envelope);
     } catch {
       held = null;
     }

@@ -1,3 +1,4 @@
+import { fingerprintNumber } from '../crypto/fingerprint.js';
 import { openNumber, sealNumber } from '../crypto/number-envelope.js';
 import { VaultError } from '../errors.js';
 import { destroyTenantKeys } from '../store/keys-repository.js';
@@ -16,15 +17,17 @@ export interface RewrapReport {
   perTenant: Array<{ tenant: string; moved: number }>;
   moved: number;
   unreadable: number;
+  /** Rows that open but hold another number than their fingerprint says (moved): left as they are. */
+  misplaced: number;
   remaining: number;
 }
 
 const MAX_PASSES = 3;
 
-/** The tenant's active version, and how many of its tokens are still under any other version. */
+/** The tenant's active version, and how many of its tokens are still under another, or in the older format. */
 async function offActive(deps: VaultDeps, tenant: string): Promise<{ active: number | null; total: number }> {
-  const [active, counts] = await Promise.all([deps.keyAdmin.activeVersion(tenant), deps.maintenance.countByVersion(tenant)]);
-  return { active, total: [...counts].reduce((sum, [version, n]) => (version === active ? sum : sum + n), 0) };
+  const active = await deps.keyAdmin.activeVersion(tenant);
+  return { active, total: active === null ? 0 : await deps.maintenance.countForRewrap(tenant, active) };
 }
 
 /**
@@ -38,11 +41,13 @@ export async function rewrap(
   options: { tenant?: string | undefined; batchSize: number; onProgress?: (progress: RewrapProgress) => void },
 ): Promise<RewrapReport> {
   const tenants = options.tenant ? [options.tenant] : await deps.keyAdmin.listTenants();
-  const report: RewrapReport = { tenants: tenants.length, perTenant: [], moved: 0, unreadable: 0, remaining: 0 };
+  const report: RewrapReport = { tenants: tenants.length, perTenant: [], moved: 0, unreadable: 0, misplaced: 0, remaining: 0 };
   for (const tenant of tenants) {
     const reader = await deps.keyring.forReading(tenant);
     if (!reader) continue;
     const movedBefore = report.moved;
+    // Rows left as they are, once each however many passes meet them.
+    const left = new Map<string, 'unreadable' | 'misplaced'>();
     for (let pass = 0; pass < MAX_PASSES; pass++) {
       const { active, total } = await offActive(deps, tenant);
       if (active === null || total === 0) break;
@@ -59,12 +64,17 @@ export async function rewrap(
           let e164: string;
           try {
             if (!oldKey) throw new Error('key version gone');
-            e164 = openNumber(oldKey, { tenant, tokenId: row.tokenId }, row.envelope);
+            e164 = openNumber(oldKey, { tenant, tokenId: row.tokenId, fingerprint: row.fingerprint }, row.envelope);
           } catch {
-            report.unreadable++;
+            left.set(row.tokenId.toString('hex'), 'unreadable');
             continue;
           }
-          rows.push({ tokenId: row.tokenId, fromVersion: row.keyVersion, toVersion: keys.version, envelope: sealNumber(keys.key, keys.version, { tenant, tokenId: row.tokenId }, e164) });
+          // A format 1 row that opens under a fingerprint not its number's was moved: sealing it would bind the lie.
+          if (!fingerprintNumber(reader.fingerprintKey, e164).equals(row.fingerprint)) {
+            left.set(row.tokenId.toString('hex'), 'misplaced');
+            continue;
+          }
+          rows.push({ tokenId: row.tokenId, fromVersion: row.keyVersion, toVersion: keys.version, envelope: sealNumber(keys.key, keys.version, { tenant, tokenId: row.tokenId, fingerprint: row.fingerprint }, e164) });
         }
         if (rows.length > 0) moved += await deps.maintenance.replaceEnvelopes(tenant, rows);
         options.onProgress?.({ tenant, moved, total });
@@ -72,6 +82,7 @@ export async function rewrap(
       report.moved += moved;
       if (moved === 0) break;
     }
+    for (const why of left.values()) report[why]++;
     const moved = report.moved - movedBefore;
     report.perTenant.push({ tenant, moved });
     await deps.auditLog.commit(tenant, async () => ({ value: null, events: [eventOf(cliCaller(tenant), 'rewrap', moved)] }));

@@ -68,6 +68,8 @@ export interface OpenTask {
   tokenIdEnds: Uint32Array;
   envelopes: Uint8Array;
   envelopeEnds: Uint32Array;
+  fingerprints: Uint8Array;
+  fingerprintEnds: Uint32Array;
 }
 
 /**

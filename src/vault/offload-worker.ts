@@ -29,12 +29,13 @@ export function prepare(task: PrepareTask): PrepareResult {
 export function open(task: OpenTask): string {
   const tokenIds = unpack(task.tokenIds, task.tokenIdEnds);
   const envelopes = unpack(task.envelopes, task.envelopeEnds);
+  const fingerprints = unpack(task.fingerprints, task.fingerprintEnds);
   const keys = new Map(task.keys.map(([version, key]) => [version, asBuffer(key)]));
   return packOpened(
     openRows(
       task.tenant,
       keys,
-      Array.from(task.keyVersions, (keyVersion, i) => ({ tokenId: tokenIds[i]!, keyVersion, envelope: envelopes[i]! })),
+      Array.from(task.keyVersions, (keyVersion, i) => ({ tokenId: tokenIds[i]!, keyVersion, envelope: envelopes[i]!, fingerprint: fingerprints[i]! })),
     ),
   );
 }

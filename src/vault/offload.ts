@@ -93,6 +93,7 @@ export function createOffload(options: { threads: number; logger?: Logger; worke
       if (rows.length < OPEN_OFFLOAD_ITEMS) return openRows(tenant, keys, rows);
       const tokenIds = pack(rows.map((row) => row.tokenId));
       const envelopes = pack(rows.map((row) => row.envelope));
+      const fingerprints = pack(rows.map((row) => row.fingerprint));
       const task: OpenTask = {
         tenant,
         keys: [...keys].map(([version, key]) => [version, ownCopy(key)]),
@@ -101,6 +102,8 @@ export function createOffload(options: { threads: number; logger?: Logger; worke
         tokenIdEnds: tokenIds.ends,
         envelopes: envelopes.data,
         envelopeEnds: envelopes.ends,
+        fingerprints: fingerprints.data,
+        fingerprintEnds: fingerprints.ends,
       };
       return unpackOpened((await pool.run(task, { name: 'open' })) as string, rows.length);
     },

@@ -131,7 +131,7 @@ async function assertHolds(deps: VaultDeps, tenant: string, holder: NonNullable<
   const key = await (await deps.keyring.forReading(tenant))?.dataKey(holder.keyVersion);
   let held: string | null = null;
   try {
-    if (key) held = openNumber(key, { tenant, tokenId: holder.tokenId }, holder.envelope);
+    if (key) held = openNumber(key, { tenant, tokenId: holder.tokenId, fingerprint: holder.fingerprint }, holder.envelope);
   } catch {
     held = null;
   }

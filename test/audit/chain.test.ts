@@ -94,13 +94,14 @@ describe('audit hash chain', () => {
 describe('audit checkpoints', () => {
   const line = (fields: object) => JSON.stringify({ level: 30, msg: CHECKPOINT_MESSAGE, ...fields });
 
-  it('reads the latest authentic checkpoint of each tenant from log lines, and counts forged ones', () => {
+  it('reads every authentic checkpoint of each tenant from log lines, and counts forged ones', () => {
     const events = chain(5);
     const text = [
       'not json',
       JSON.stringify({ msg: 'request', status: 200 }),
       line(checkpointFields(key, { tenant: 'acme', seq: 3, hash: events[2]!.hash })),
       line(checkpointFields(key, { tenant: 'acme', seq: 5, hash: events[4]!.hash })),
+      line(checkpointFields(key, { tenant: 'acme', seq: 4, hash: events[3]!.hash })),
       line(checkpointFields(key, { tenant: 'acme', seq: 4, hash: events[3]!.hash })),
       line(checkpointFields(key, { tenant: 'globex', seq: 1, hash: GENESIS_HASH })),
       // Forged: signed under another key, a field changed after signing, a malformed line.
@@ -110,7 +111,8 @@ describe('audit checkpoints', () => {
     ].join('\n');
     const read = readCheckpoints(key, text);
     expect(read.forged).toBe(3);
-    expect(read.latest.get('acme')).toEqual({ tenant: 'acme', seq: 5, hash: events[4]!.hash });
-    expect(read.latest.get('globex')?.seq).toBe(1);
+    // Every authentic checkpoint, by seq, each once however often the log repeats it.
+    expect(read.byTenant.get('acme')).toEqual([3, 4, 5].map((seq) => ({ tenant: 'acme', seq, hash: events[seq - 1]!.hash })));
+    expect(read.byTenant.get('globex')?.map((c) => c.seq)).toEqual([1]);
   });
 });

@@ -59,6 +59,8 @@ describe('audit trail', () => {
 
     const recorded = await events();
     expect(recorded.map((e) => [e.client, e.action, e.items, e.outcome])).toEqual([
+      // The tenant's first keys, made by the vault on its first write, with an event of their own.
+      ['phonevault', 'keys_create', 0, 'ok'],
       ['crm', 'tokenize', 3, 'ok'],
       ['crm', 'detokenize', 2, 'ok'],
       ['crm', 'detokenize_masked', 2, 'ok'],
@@ -71,9 +73,9 @@ describe('audit trail', () => {
       // Refusals are counted per client, action, outcome and minute, not written one by one.
       ['nosy', 'detokenize', 1, 'denied'],
     ]);
-    expect(recorded.map((e) => Number(e.seq))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    expect(recorded.slice(0, 9).every((e) => /^[0-9a-f-]{36}$/.test(e.request_id ?? ''))).toBe(true);
-    expect(recorded[0]!.purpose).toBe('support:INC-4711');
+    expect(recorded.map((e) => Number(e.seq))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(recorded.slice(1, 10).every((e) => /^[0-9a-f-]{36}$/.test(e.request_id ?? ''))).toBe(true);
+    expect(recorded[1]!.purpose).toBe('support:INC-4711');
     expect(findLeaks(JSON.stringify(recorded))).toEqual([]);
   });
 
@@ -133,17 +135,18 @@ describe('audit trail', () => {
   it('audit prune drops whole old months and the chain still verifies from its anchor', async () => {
     await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: 'initech', scope: 'tokenize' }), payload: { phone: NUMBERS.de.e164 } });
     await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: 'initech', scope: 'tokenize' }), payload: { phone: NUMBERS.de.e164 } });
-    // The first event is backdated by a year, as a superuser could; the hash covers the time, so it is re-chained here.
-    await tamper(`UPDATE audit_events SET occurred_at = occurred_at - interval '1 year' WHERE tenant_id = 'initech' AND seq = 1`);
+    // The first two events are backdated by a year, as a superuser could; the hash covers the time, so they are re-chained here.
+    await tamper(`UPDATE audit_events SET occurred_at = occurred_at - interval '1 year' WHERE tenant_id = 'initech' AND seq <= 2`);
     const refused = await run(['audit', 'prune', '--before', 'last-month']);
     expect(refused.code).toBe(2);
     const month = new Date(Date.now() - 31 * 24 * 3600 * 1000).toISOString().slice(0, 7);
     const res = await run(['audit', 'prune', '--before', month]);
     expect(res.code).toBe(0);
-    expect(res.out).toMatch(/audit prune: dropped 1 event\(s\)/);
+    expect(res.out).toMatch(/audit prune: dropped 2 event\(s\)/);
+    // Event 1 records the tenant's first keys; event 2, backdated, is dropped with it.
     const left = await events('initech');
-    expect(left.map((e) => Number(e.seq))).toEqual([2]);
-    // Event 2 chains from the (edited) event 1, whose hash the anchor now holds: the kept chain verifies.
+    expect(left.map((e) => Number(e.seq))).toEqual([3]);
+    // Event 3 chains from the (edited) event 2, whose hash the anchor now holds: the kept chain verifies.
     expect((await run(['audit', 'verify', '--tenant', 'initech'])).out).toContain('ok     tenant initech: 1 event(s), chain intact');
   });
 
@@ -162,9 +165,10 @@ describe('audit trail', () => {
       expect(answers.map((res) => res.json().results[0].phone)).toEqual(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? NUMBERS.us.e164 : NUMBERS.de.e164)));
 
       const recorded = await events('umbrella');
-      expect(recorded.map((e) => Number(e.seq))).toEqual(Array.from({ length: 41 }, (_, i) => i + 1));
+      // The tenant's first keys, the batch, then the forty reads.
+      expect(recorded.map((e) => Number(e.seq))).toEqual(Array.from({ length: 42 }, (_, i) => i + 1));
       expect(recorded.filter((e) => e.action === 'detokenize' && e.outcome === 'ok' && e.items === 1)).toHaveLength(40);
-      expect(new Set(recorded.map((e) => e.request_id)).size).toBe(41); // each answer once, none twice
+      expect(new Set(recorded.slice(1).map((e) => e.request_id)).size).toBe(41); // each answer once, none twice
       expect((await run(['audit', 'verify', '--tenant', 'umbrella'])).code).toBe(0);
     } finally {
       await other.close();

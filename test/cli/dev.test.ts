@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -34,8 +34,10 @@ async function startDev() {
 
 describe('phonevault dev', () => {
   it('runs with zero set-up, prints usable tokens, keeps data across restarts', { timeout: 60_000 }, async () => {
-    // The data folder exists already, made by hand with open modes (issue 14, item 11): dev mode closes it.
-    const dataDir = join(workDir, '.phonevault');
+    // The data folder exists already, made by hand with open modes (issue 14, item 11), and its name is a link to
+    // it: dev mode closes the folder itself, whatever name leads there.
+    const dataDir = join(workDir, 'vault-data');
+    symlinkSync(dataDir, join(workDir, '.phonevault'));
     mkdirSync(join(dataDir, 'left-over'), { recursive: true });
     writeFileSync(join(dataDir, 'left-over', 'notes.txt'), 'x');
     for (const path of [dataDir, join(dataDir, 'left-over')]) chmodSync(path, 0o777);

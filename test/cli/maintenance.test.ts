@@ -33,7 +33,7 @@ describe('maintenance commands', () => {
     const res = await run(['rewrap', '--tenant', 'acme', '--batch-size', '2']);
     expect(res.code).toBe(0);
     expect(res.out).toMatch(/rewrap acme: \d+\/3 tokens moved/);
-    expect(res.out).toContain('rewrap done: 3 tokens moved to the active key in 1 tenant(s); 0 remain on older versions; 0 unreadable');
+    expect(res.out).toContain('rewrap done: 3 tokens moved to the active key in 1 tenant(s); 0 remain on older versions or formats; 0 unreadable; 0 misplaced (their fingerprint was moved)');
     expect((await run(['rewrap'])).out).toContain('rewrap done: 0 tokens moved');
     const versions = await db.query<{ key_version: number }>(`SELECT DISTINCT key_version FROM tokens WHERE tenant_id = 'acme'`);
     expect(versions.rows).toEqual([{ key_version: 2 }]);

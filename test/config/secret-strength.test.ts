@@ -21,4 +21,16 @@ describe('JWT_SECRET strength', () => {
       expect(secretWeakness(secret), secret).not.toBeNull();
     }
   });
+
+  it('refuses phrases of words, separated or in camelCase, and a phrase said twice, but not twelve distinct words', () => {
+    for (const phrase of [
+      'the quick brown fox jumps over the lazy dog', 'phonevault-prod-jwt-signing-key-2024', 'my company name is acme corporation inc',
+      'Acme.Prod.Token.Signing.Key.2025', 'our_jwt_hmac_key_for_the_vault_ok', 'correct horse battery staple correct horse battery staple extra words here ok',
+      'ThisIsOurTokenSigningKeyForProduction2024!',
+    ]) {
+      expect(secretWeakness(phrase), phrase).toMatch(/not random enough|placeholder/);
+    }
+    // About 130 bits if the words are drawn at random, as diceware draws them.
+    expect(secretWeakness('abandon ability able about above absent absorb abstract absurd abuse access accident')).toBeNull();
+  });
 });

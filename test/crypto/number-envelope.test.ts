@@ -1,11 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { encodeAad } from '../../src/crypto/aead.js';
-import { envelopeKeyVersion, numberAad, openNumber, sealNumber } from '../../src/crypto/number-envelope.js';
+import { encodeAad, seal } from '../../src/crypto/aead.js';
+import { envelopeKeyVersion, isLegacyEnvelope, numberAad, openNumber, sealNumber } from '../../src/crypto/number-envelope.js';
 import { newTokenId } from '../../src/crypto/tokens.js';
 
 const key = randomBytes(32);
-const context = { tenant: 'acme', tokenId: newTokenId() };
+const context = { tenant: 'acme', tokenId: newTokenId(), fingerprint: randomBytes(32) };
+
+/** An envelope as releases before the fingerprint was bound wrote it (format 1). */
+function legacyEnvelope(keyVersion: number, ctx: typeof context, e164: string): Buffer {
+  const plain = Buffer.alloc(16);
+  plain.write(e164, 'latin1');
+  const header = Buffer.from([1, 0, 0, 0, 0]);
+  header.writeUInt32BE(keyVersion, 1);
+  return Buffer.concat([header, seal(key, plain, numberAad(ctx, keyVersion, 1))]);
+}
 
 function flip(buffer: Buffer, index: number): Buffer {
   const copy = Buffer.from(buffer);
@@ -14,11 +23,13 @@ function flip(buffer: Buffer, index: number): Buffer {
 }
 
 describe('number envelope', () => {
-  it('builds exactly the length-prefixed AAD of tenant, token id and key version, whatever prefixes it has cached', () => {
-    for (const tenant of ['acme', 'globex', 'acme', 'a', 'ÿ-unicode-é', 'acme']) {
+  it('builds exactly the length-prefixed AAD of tenant, token id, key version and fingerprint, whatever prefixes it has cached', () => {
+    for (const tenant of ['acme', 'globex', 'acme', 'a', 'ÿ-unicode-é', 'acme', '1acme', '2acme']) {
       const tokenId = newTokenId();
+      const fingerprint = randomBytes(32);
       for (const version of [1, 2, 0xffffffff]) {
-        expect(numberAad({ tenant, tokenId }, version).equals(encodeAad('phonevault:number:v1', [tenant, tokenId, version]))).toBe(true);
+        expect(numberAad({ tenant, tokenId, fingerprint }, version).equals(encodeAad('phonevault:number:v2', [tenant, tokenId, version, fingerprint]))).toBe(true);
+        expect(numberAad({ tenant, tokenId, fingerprint }, version, 1).equals(encodeAad('phonevault:number:v1', [tenant, tokenId, version]))).toBe(true);
       }
     }
   });
@@ -63,12 +74,33 @@ describe('number envelope', () => {
 
   it('fails when the envelope is copied onto another token row', () => {
     const envelope = sealNumber(key, 1, context, '+12015550123');
-    expect(() => openNumber(key, { tenant: 'acme', tokenId: newTokenId() }, envelope)).toThrow();
+    expect(() => openNumber(key, { ...context, tokenId: newTokenId() }, envelope)).toThrow();
   });
 
   it('fails when the envelope is copied into another tenant', () => {
     const envelope = sealNumber(key, 1, context, '+12015550123');
     expect(() => openNumber(key, { ...context, tenant: 'acme2' }, envelope)).toThrow();
+  });
+
+  // Erasure finds a number's rows by their fingerprint column: a row moved out from under its number must not open.
+  it("fails when the row's fingerprint was changed, to any other value", () => {
+    const envelope = sealNumber(key, 1, context, '+12015550123');
+    for (const fingerprint of [randomBytes(32), Buffer.alloc(32), flip(context.fingerprint, 31), context.fingerprint.subarray(0, 31)]) {
+      expect(() => openNumber(key, { ...context, fingerprint }, envelope)).toThrow();
+    }
+  });
+
+  it('still opens format 1 envelopes, which bound no fingerprint, and tells them apart', () => {
+    const legacy = legacyEnvelope(3, context, '+12015550123');
+    expect(isLegacyEnvelope(legacy)).toBe(true);
+    expect(isLegacyEnvelope(sealNumber(key, 3, context, '+12015550123'))).toBe(false);
+    expect(envelopeKeyVersion(legacy)).toBe(3);
+    expect(openNumber(key, context, legacy)).toBe('+12015550123');
+    expect(() => openNumber(key, { ...context, tokenId: newTokenId() }, legacy)).toThrow();
+    // A format 2 envelope relabelled as format 1 does not open: the label is in the AAD.
+    const relabelled = Buffer.from(sealNumber(key, 3, context, '+12015550123'));
+    relabelled[0] = 1;
+    expect(() => openNumber(key, context, relabelled)).toThrow();
   });
 
   it('fails under a wrong key', () => {

@@ -47,7 +47,7 @@ async function instance(url: string, rateLimits: RateLimitsConfig): Promise<Test
 }
 
 // Each run uses its own tenant, so that counters left in the shared Redis by earlier runs never interfere.
-const tenant = () => `t${randomBytes(5).toString('hex')}`;
+const tenant = () => `t${randomBytes(8).toString('hex')}`;
 
 describe('throttling shared through Redis', () => {
   it('two instances share one client budget', async () => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,7 +71,8 @@ describe('the serving role', () => {
         await tx.query(`DELETE FROM audit_events WHERE tenant_id = 'roles'`);
       }),
     ).rejects.toMatchObject({ code: '42501' });
-    expect(Number((await owner.query<{ n: string }>(`SELECT count(*) AS n FROM audit_events WHERE tenant_id = 'roles'`)).rows[0]!.n)).toBe(2);
+    // The tenant's first keys and the two calls.
+    expect(Number((await owner.query<{ n: string }>(`SELECT count(*) AS n FROM audit_events WHERE tenant_id = 'roles'`)).rows[0]!.n)).toBe(3);
   });
 });
 
@@ -104,7 +105,7 @@ describe('audit verify', () => {
     t = await database.app();
     const intact = await run(['audit', 'verify', '--tenant', 'truncated', '--checkpoints', file]);
     expect(intact.code).toBe(0);
-    expect(intact.out).toContain('reaches checkpoint 5');
+    expect(intact.out).toContain('reaches checkpoint 6'); // the tenant's first keys, and the five calls
     // Delete events 4 and 5 and move the head back to event 3: consistent in the database alone.
     const third = (await owner.query<{ hash: Buffer }>(`SELECT hash FROM audit_events WHERE tenant_id = 'truncated' AND seq = 3`)).rows[0]!.hash;
     await tamper(`DELETE FROM audit_events WHERE tenant_id = 'truncated' AND seq > 3`);
@@ -112,7 +113,7 @@ describe('audit verify', () => {
     expect((await run(['audit', 'verify', '--tenant', 'truncated'])).code).toBe(0); // undetectable without them
     const res = await run(['audit', 'verify', '--tenant', 'truncated', '--checkpoints', file]);
     expect(res.code).toBe(1);
-    expect(res.out).toContain('BROKEN tenant truncated: the chain ends at event 3, short of the checkpoint at 5');
+    expect(res.out).toContain('BROKEN tenant truncated: the chain ends at event 3, short of the checkpoint at 6');
     // A forged checkpoint line counts for nothing, and is said.
     writeFileSync(file, `${JSON.stringify({ msg: 'audit checkpoint', tenant: 'truncated', seq: 3, hash: third.toString('hex'), mac: '00'.repeat(32) })}\n`);
     const forged = await run(['audit', 'verify', '--tenant', 'truncated', '--checkpoints', file]);
@@ -120,12 +121,49 @@ describe('audit verify', () => {
     expect(forged.code).toBe(1);
   });
 
+  it('finds a chain rewound and written on past its checkpoints, and the running vault says it was rewound', async () => {
+    await someEvents('rewound', 6);
+    await t.app.close(); // the checkpoint at 7 (the tenant's first keys, six calls) goes to the log
+    const logged = checkpointsFile();
+    t = await database.app();
+    await someEvents('rewound', 1); // this instance now knows the head at 8
+    // Rewind to event 3, then let the vault write on past 8: the chain is consistent, longer than the checkpoint,
+    // and its event 7 is not the one the log signed.
+    const third = (await owner.query<{ hash: Buffer }>(`SELECT hash FROM audit_events WHERE tenant_id = 'rewound' AND seq = 3`)).rows[0]!.hash;
+    await tamper(`DELETE FROM audit_events WHERE tenant_id = 'rewound' AND seq > 3`);
+    await tamper(`UPDATE audit_heads SET seq = 3, hash = $1 WHERE tenant_id = 'rewound'`, [third]);
+    await someEvents('rewound', 6);
+    expect(t.logs.some((line) => line.msg === 'audit head moved backwards: the trail was rewound outside the vault' && line.tenant === 'rewound' && line.seq === 3)).toBe(true);
+    await t.app.close();
+    const later = checkpointsFile();
+    t = await database.app();
+    // Against the old checkpoints alone, and against old and new together (the log holds both).
+    const old = await run(['audit', 'verify', '--tenant', 'rewound', '--checkpoints', logged]);
+    expect(old.code).toBe(1);
+    expect(old.out).toContain('BROKEN tenant rewound: event 7 is not the event the checkpoint recorded');
+    writeFileSync(later, `${readFileSync(logged, 'utf8')}${readFileSync(later, 'utf8')}`);
+    const both = await run(['audit', 'verify', '--tenant', 'rewound', '--checkpoints', later]);
+    expect(both.code).toBe(1);
+    expect(both.out).toContain('BROKEN tenant rewound: event 7 is not the event the checkpoint recorded');
+  });
+
+  it('reports a tenant the checkpoints name and the database no longer knows at all', async () => {
+    await someEvents('vanished', 3);
+    await t.app.close();
+    const file = checkpointsFile();
+    t = await database.app();
+    for (const table of ['audit_events', 'audit_heads', 'tokens', 'data_keys', 'tenant_keys']) await tamper(`DELETE FROM ${table} WHERE tenant_id = 'vanished'`);
+    const res = await run(['audit', 'verify', '--checkpoints', file]);
+    expect(res.code).toBe(1);
+    expect(res.out).toContain('BROKEN tenant vanished: has no audit head row, though it has events, keys or logged checkpoints');
+  });
+
   it('reports a tenant whose head row was deleted, never skips it', async () => {
     await someEvents('headless', 2);
     await owner.query(`DELETE FROM audit_heads WHERE tenant_id = 'headless'`);
     const res = await run(['audit', 'verify']);
     expect(res.code).toBe(1);
-    expect(res.out).toContain('BROKEN tenant headless: has events or keys but no audit head row');
+    expect(res.out).toContain('BROKEN tenant headless: has no audit head row, though it has events, keys or logged checkpoints');
   });
 
   it('finds an anchor moved forward to hide a prefix of the chain', async () => {

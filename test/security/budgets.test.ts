@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RateLimitsConfig } from '../../src/config/index.js';
 import { formatToken, newTokenId } from '../../src/crypto/tokens.js';
+import { createMemoryCounters, createRedisCounters } from '../../src/http/counters.js';
 import { createRedis } from '../../src/store/redis.js';
 import { bearer, build, testConfig, type TestApp } from '../helpers/build.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
@@ -46,7 +47,7 @@ async function app(withRedis: boolean): Promise<TestApp> {
  * and the 404 handler. Its own tenant and address each run, so that counters of other runs never count.
  */
 async function sequence(t: TestApp): Promise<number[]> {
-  const tenant = `b${randomBytes(5).toString('hex')}`;
+  const tenant = `b${randomBytes(8).toString('hex')}`;
   const remoteAddress = `127.${randomInt(1, 255)}.${randomInt(1, 255)}.${randomInt(1, 255)}`;
   const lookup = bearer({ tenant, sub: 'support', scope: 'lookup erase detokenize' });
   const missing = formatToken(newTokenId());
@@ -63,6 +64,9 @@ async function sequence(t: TestApp): Promise<number[]> {
     { method: 'GET', url: '/no/such/route', headers: {} },
     { method: 'GET', url: '/metrics', headers: {} },
     { method: 'GET', url: '/docs', headers: {} },
+    // The docs' static assets too: a megabyte and a half each, they are the best amplifier an address could want.
+    { method: 'GET', url: '/docs/static/swagger-ui-bundle.js', headers: {} },
+    { method: 'GET', url: '/docs/static/logo.svg', headers: {} },
     { method: 'POST', url: '/v1/lookup', headers: {}, payload: { phone: NUMBERS.us.e164 } },
   ] as const;
   const statuses: number[] = [];
@@ -72,7 +76,7 @@ async function sequence(t: TestApp): Promise<number[]> {
 
 describe('budgets', () => {
   it('are one per class and client across routes, and one per IP across every route that takes no credential', async () => {
-    expect(await sequence(await app(false))).toEqual([200, 404, 404, 429, 429, 200, 401, 401, 404, 200, 429, 429]);
+    expect(await sequence(await app(false))).toEqual([200, 404, 404, 429, 429, 200, 401, 401, 404, 200, 429, 429, 429, 429]);
   });
 
   it('give the same answers from in-process counters and from Redis, for the same sequence', async () => {
@@ -82,7 +86,7 @@ describe('budgets', () => {
 
   it('are kept in Redis under keys that name the class and the client', async () => {
     const t = await app(true);
-    const tenant = `k${randomBytes(5).toString('hex')}`;
+    const tenant = `k${randomBytes(8).toString('hex')}`;
     await t.app.inject({ method: 'POST', url: '/v1/lookup', headers: bearer({ tenant, sub: 'svc', scope: 'lookup' }), payload: { phone: NUMBERS.us.e164 } });
     const keys = await redis.keys(`phonevault:*${tenant}*`);
     expect(keys).toEqual([`phonevault:rl:lookup:${tenant.length}:${tenant}:svc`]);
@@ -90,10 +94,26 @@ describe('budgets', () => {
   });
 });
 
+describe('counters', () => {
+  it('answer alike in process and in Redis when a spend larger than the budget comes first', async () => {
+    const key = `c${randomBytes(8).toString('hex')}`;
+    const stores = [createMemoryCounters(), createRedisCounters(redis)];
+    const refused = await Promise.all(stores.map((store) => store.spend(key, 10, 5, 2_000)));
+    for (const answer of refused) expect(answer).toMatchObject({ allowed: false, count: 0, resetMs: 2_000 });
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    // The refusal opened no window in either: the first counted spend opens a whole one.
+    const [memory, shared] = await Promise.all(stores.map((store) => store.spend(key, 1, 5, 2_000)));
+    expect(memory).toMatchObject({ allowed: true, count: 1 });
+    expect(shared).toMatchObject({ allowed: true, count: 1 });
+    expect(Math.abs(memory!.resetMs - shared!.resetMs)).toBeLessThan(100);
+    expect(memory!.resetMs).toBeGreaterThan(1_800);
+  });
+});
+
 describe('refusals', () => {
   it('are recorded as one row per client, action, outcome and minute, however many there were', async () => {
     const t = await app(false);
-    const tenant = `r${randomBytes(5).toString('hex')}`;
+    const tenant = `r${randomBytes(8).toString('hex')}`;
     const denied = bearer({ tenant, sub: 'nosy', scope: 'tokenize' });
     const throttled = bearer({ tenant, sub: 'greedy', scope: 'lookup' });
     await Promise.all(Array.from({ length: 200 }, () => t.app.inject({ method: 'POST', url: '/v1/detokenize', headers: denied, payload: { tokens: [formatToken(newTokenId())] } })));

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatToken, newTokenId } from '../../src/crypto/tokens.js';
 import { bearer, build, mintJwt, type TestApp } from '../helpers/build.js';
 import { NUMBERS } from '../helpers/numbers.js';
 
@@ -17,11 +18,11 @@ const count = async (sql: string, values: unknown[] = []) => Number((await t.tes
 const tokensOf = (tenant: string) => count('SELECT count(*) AS n FROM tokens WHERE tenant_id = $1', [tenant]);
 const eventsOf = (tenant: string) => count('SELECT count(*) AS n FROM audit_events WHERE tenant_id = $1', [tenant]);
 
-/** Makes Postgres refuse every audit event of one tenant, as a full disk or a broken trigger would. */
-async function refuseEventsOf(tenant: string): Promise<() => Promise<void>> {
-  const fn = `refuse_${tenant.replace(/\W/g, '_')}`;
+/** Makes Postgres refuse every audit event of one tenant (or client), as a full disk or a broken trigger would. */
+async function refuseEventsOf(value: string, column: 'tenant_id' | 'client' = 'tenant_id'): Promise<() => Promise<void>> {
+  const fn = `refuse_${column}_${value.replace(/\W/g, '_')}`;
   await t.testDb.owner.query(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN IF NEW.tenant_id = '${tenant}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`);
+    BEGIN IF NEW.${column} = '${value}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`);
   await t.testDb.owner.query(`CREATE TRIGGER ${fn} BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
   return async () => {
     await t.testDb.owner.query(`DROP TRIGGER ${fn} ON audit_events`);
@@ -91,7 +92,72 @@ describe('no audit, no data', () => {
       await restore();
     }
     expect(await tokensOf('poisoned')).toBe(0);
-    expect(await eventsOf('healthy')).toBe(41);
+    // Its first keys, the tokenize, the forty reads.
+    expect(await eventsOf('healthy')).toBe(42);
+  });
+
+  it("never fails another client's request of the same tenant when one client's events cannot be written", async () => {
+    const tokenOf = async (sub: string) =>
+      (await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: 'shared', sub, scope: 'tokenize detokenize' }), payload: { phone: NUMBERS.gb.e164 } })).json().token as string;
+    const [token] = [await tokenOf('goodclient'), await tokenOf('badclient')];
+    const restore = await refuseEventsOf('badclient', 'client');
+    try {
+      // Concurrent calls of one tenant share statements: the bad client's event must not take the others down.
+      for (const [url, payload] of [
+        ['/v1/detokenize', { tokens: [token] }],
+        ['/v1/tokenize', { phone: NUMBERS.de.e164 }],
+      ] as const) {
+        const answers = await Promise.all(
+          Array.from({ length: 30 }, (_, i) =>
+            t.app.inject({ method: 'POST', url, headers: bearer({ tenant: 'shared', sub: i % 2 === 0 ? 'badclient' : 'goodclient', scope: 'tokenize detokenize' }), payload }),
+          ),
+        );
+        answers.forEach((res, i) => expect(res.statusCode, `${url} ${i}`).toBe(i % 2 === 0 ? 503 : url === '/v1/tokenize' ? 201 : 200));
+      }
+    } finally {
+      await restore();
+    }
+    expect(await count(`SELECT count(*) AS n FROM audit_events WHERE tenant_id = 'shared' AND client = 'badclient'`)).toBe(1);
+  });
+
+  it('gives a new tenant no keys while its events cannot be written', async () => {
+    const headers = bearer({ tenant: 'keyless', scope: all });
+    const restore = await refuseEventsOf('keyless');
+    try {
+      for (const call of [
+        { method: 'POST', url: '/v1/tokenize', payload: { phone: NUMBERS.de.e164 } },
+        { method: 'POST', url: '/v1/keys/rotate' },
+      ] as const) {
+        expect((await t.app.inject({ ...call, headers } as never)).statusCode, call.url).toBe(503);
+      }
+    } finally {
+      await restore();
+    }
+    expect(await count(`SELECT count(*) AS n FROM tenant_keys WHERE tenant_id = 'keyless'`)).toBe(0);
+    expect(await count(`SELECT count(*) AS n FROM data_keys WHERE tenant_id = 'keyless'`)).toBe(0);
+    // Once the trail takes events again, the first rotation gives the tenant its first keys, at once.
+    const rotated = await t.app.inject({ method: 'POST', url: '/v1/keys/rotate', headers });
+    expect(rotated.json()).toEqual({ activeVersion: 1 });
+  });
+
+  it("records every other tenant's and client's refusals when some cannot be written", async () => {
+    await t.app.flushRefusals();
+    const restore = await refuseEventsOf('vic');
+    const refusalsOf = (tenant: string) => count(`SELECT count(*) AS n FROM audit_events WHERE tenant_id = $1 AND outcome = 'denied'`, [tenant]);
+    try {
+      for (const tenant of ['vic', 'bystander', 'vic']) {
+        for (const sub of ['app3', 'app4']) {
+          const res = await t.app.inject({ method: 'POST', url: '/v1/detokenize', headers: bearer({ tenant, sub, scope: 'tokenize' }), payload: { tokens: [formatToken(newTokenId())] } });
+          expect(res.statusCode).toBe(403);
+        }
+      }
+      await t.app.flushRefusals();
+    } finally {
+      await restore();
+    }
+    expect(await refusalsOf('vic')).toBe(0);
+    expect(await refusalsOf('bystander')).toBe(2);
+    expect(t.logs.some((line) => line.msg === 'refusal counts not recorded' && line.tenant === 'vic')).toBe(true);
   });
 });
 
@@ -120,7 +186,14 @@ describe('identities are data', () => {
       { sub: `tel:${NUMBERS.gb.e164}` },
       { sub: `sms|${NUMBERS.de.e164.slice(1)}` },
       { sub: '201-555-0123' },
+      // Digits in groups, after letters, between any separators: still a number in every log line.
+      { sub: '201_555_0123' },
+      { sub: 'x:201:555:0123' },
+      { sub: 'user-2015550123' },
+      { sub: 'tel2015550123' },
+      { sub: 'a=+1=201=555=0123' },
       { tenant: NUMBERS.fr.e164.slice(1) },
+      { tenant: 't-2015550123' },
     ]) {
       const res = await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { authorization: `Bearer ${mintJwt(claims)}` }, payload: { phone: NUMBERS.us.e164 } });
       expect(res.statusCode, JSON.stringify(claims)).toBe(401);
@@ -143,7 +216,7 @@ describe('x-purpose', () => {
       expect(res.body).not.toContain(purpose);
     }
     expect(await tokensOf('purposes')).toBe(1);
-    const purposes = (await t.testDb.owner.query<{ purpose: string | null }>(`SELECT purpose FROM audit_events WHERE tenant_id = 'purposes' AND outcome = 'ok'`)).rows;
+    const purposes = (await t.testDb.owner.query<{ purpose: string | null }>(`SELECT purpose FROM audit_events WHERE tenant_id = 'purposes' AND outcome = 'ok' AND action <> 'keys_create'`)).rows;
     expect(purposes).toEqual([{ purpose: 'support:INC-4711' }]);
   });
 });

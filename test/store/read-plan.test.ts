@@ -75,21 +75,23 @@ describe('the detokenize read', () => {
     await expect(store.readSealed('acme', [randomBytes(15)], [])).rejects.toThrow('16 bytes');
   });
 
-  it('hands back each row whole: key version, envelope bytes and a country that may be absent', async () => {
+  it('hands back each row whole: key version, envelope bytes, fingerprint and a country that may be absent', async () => {
     const store = tokensStore();
     const [withCountry, without] = [randomBytes(16), randomBytes(16)];
     const [envelopeA, envelopeB] = [randomBytes(61), randomBytes(40_000)]; // an odd row too: wider than any i16
+    const [fingerprintA, fingerprintB] = [randomBytes(32), randomBytes(32)];
     await testDb.owner.query(
       `INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type)
        VALUES ('initech', $1, 7, $2, $5, false, 'GB', 'mobile'), ('initech', $3, 70000, $4, $6, false, NULL, 'toll_free')`,
-      [withCountry, envelopeA, without, envelopeB, randomBytes(32), randomBytes(32)],
+      [withCountry, envelopeA, without, envelopeB, fingerprintA, fingerprintB],
     );
     const rows = await store.readSealed('initech', [without, randomBytes(16), withCountry], []);
     expect(rows).toHaveLength(2);
+    // The fingerprint too: the envelope is bound to it.
     expect(rows).toEqual(
       expect.arrayContaining([
-        { tokenId: without, keyVersion: 70000, envelope: envelopeB, country: null },
-        { tokenId: withCountry, keyVersion: 7, envelope: envelopeA, country: 'GB' },
+        { tokenId: without, keyVersion: 70000, envelope: envelopeB, fingerprint: fingerprintB, country: null },
+        { tokenId: withCountry, keyVersion: 7, envelope: envelopeA, fingerprint: fingerprintA, country: 'GB' },
       ]),
     );
     expect(await store.readSealed('initech', [randomBytes(16)], [])).toEqual([]);

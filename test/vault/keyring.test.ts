@@ -97,7 +97,14 @@ describe('keyring over Postgres', () => {
     await expect(k.rotate('paced', rotation('paced'), 60_000)).rejects.toMatchObject({ code: 'rate_limited' });
     expect((await dataKeys('paced')).map((key) => [key.version, key.state])).toEqual([[1, 'retired'], [2, 'active']]);
     const recorded = await testDb.owner.query<{ action: string }>(`SELECT action FROM audit_events WHERE tenant_id = 'paced' ORDER BY seq`);
-    expect(recorded.rows.map((row) => row.action)).toEqual(['keys_rotate']);
+    expect(recorded.rows.map((row) => row.action)).toEqual(['keys_create', 'keys_rotate']);
+  });
+
+  it("gives a tenant without keys its first ones when asked to rotate, as fresh as a rotation's, with the caller's event", async () => {
+    expect(await keyring().rotate('fresh', rotation('fresh'), 60_000)).toBe(1);
+    expect((await dataKeys('fresh')).map((key) => [key.version, key.state])).toEqual([[1, 'active']]);
+    const recorded = await testDb.owner.query<{ action: string; client: string }>(`SELECT action, client FROM audit_events WHERE tenant_id = 'fresh' ORDER BY seq`);
+    expect(recorded.rows).toEqual([{ action: 'keys_rotate', client: rotation('fresh').client }]);
   });
 
   // No audit, no state change: a rotation whose event cannot be committed leaves the old version active.

@@ -41,7 +41,7 @@ describe('offloaded batches', () => {
       expect(onThread.rows.length).toBe(deterministic ? 22 : 60);
       for (const row of onThread.rows) {
         expect(row.tokenId.length).toBe(16);
-        expect(openNumber(keys.key, { tenant, tokenId: row.tokenId }, row.envelope)).toBe(row.e164);
+        expect(openNumber(keys.key, { tenant, tokenId: row.tokenId, fingerprint: row.fingerprint }, row.envelope)).toBe(row.e164);
         expect(row.fingerprint.equals(fingerprintNumber(keys.fingerprintKey, row.e164))).toBe(true);
       }
       expect(new Set(onThread.rows.map((row) => row.tokenId.toString('hex'))).size).toBe(onThread.rows.length);
@@ -70,10 +70,11 @@ describe('offloaded batches', () => {
 
   it('open on a worker exactly as inline: numbers, tampered envelopes and missing keys', async () => {
     const { rows } = prepareRows(tenant, inputs, keys, false);
-    const stored = rows.map((row) => ({ tokenId: row.tokenId, keyVersion: row.keyVersion, envelope: Buffer.from(row.envelope) }));
+    const stored = rows.map((row) => ({ tokenId: row.tokenId, keyVersion: row.keyVersion, envelope: Buffer.from(row.envelope), fingerprint: row.fingerprint }));
     stored[7]!.envelope[stored[7]!.envelope.length - 1]! ^= 1; // a flipped tag bit
     stored[9] = { ...stored[9]!, tokenId: stored[10]!.tokenId }; // an envelope moved to another token
     stored[11] = { ...stored[11]!, keyVersion: 4 }; // a version whose key is gone
+    stored[13] = { ...stored[13]!, fingerprint: stored[14]!.fingerprint }; // a fingerprint moved from another row
     const keyMap = new Map([[keys.version, keys.key]]);
 
     const onThread = await offload.openRows(tenant, keyMap, stored);
@@ -81,7 +82,8 @@ describe('offloaded batches', () => {
     expect(onThread[7]).toBeNull();
     expect(onThread[9]).toBeNull();
     expect(onThread[11]).toBeUndefined();
-    expect(onThread.filter((e164) => typeof e164 === 'string')).toHaveLength(rows.length - 3);
+    expect(onThread[13]).toBeNull();
+    expect(onThread.filter((e164) => typeof e164 === 'string')).toHaveLength(rows.length - 4);
     expect(await offload.openRows('globex', keyMap, stored)).toEqual(stored.map((row) => (row.keyVersion === keys.version ? null : undefined)));
   });
 

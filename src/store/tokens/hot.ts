@@ -1,4 +1,5 @@
 import type { AuditEvent } from '../../audit/chain.js';
+import { StorageUnavailableError } from '../../errors.js';
 import { FINGERPRINT_BYTES } from '../../crypto/fingerprint.js';
 import { TOKEN_ID_BYTES } from '../../crypto/tokens.js';
 import { auditedStatement, type AuditLog } from '../audit-log.js';
@@ -40,35 +41,36 @@ const DETERMINISTIC_HOLDERS = `SELECT token_id, key_version, envelope, fingerpri
  * statistics say: the LIMIT keeps the planner from turning the lateral lookup into a join, which with stale
  * statistics (a table that just grew) became a hash join over a sequential scan, 20× slower
  * (test/store/read-plan.test.ts). The rows found come back packed into one bytea (`unpackSealed`), each as: the
- * 1-based position of its id (u32), key version (u32), country length (i16, −1 for none) and bytes, envelope
- * length (u32) and bytes. One value to decode instead of a thousand rows of four fields: for a batch read, row
+ * 1-based position of its id (u32), key version (u32), fingerprint (32 bytes, which the envelope is bound to),
+ * country length (i16, −1 for none) and bytes, envelope length (u32) and bytes. One value to decode instead of a thousand rows of four fields: for a batch read, row
  * decoding was a fifth of the event loop's time, and most of its garbage.
  */
 export const READ_SEALED = auditedStatement<'tenant' | 'ids', { packed: Buffer | null }>(
   'pv_read_sealed',
   '',
   `SELECT string_agg(
-    int4send(g.i) || int4send(t.key_version)
+    int4send(g.i) || int4send(t.key_version) || t.fingerprint
       || int2send(coalesce(octet_length(t.country), -1)::int2) || coalesce(convert_to(t.country, 'UTF8'), ''::bytea)
       || int4send(octet_length(t.envelope)) || t.envelope,
     ''::bytea) AS packed
   FROM generate_series(1, octet_length(:ids::bytea) / ${TOKEN_ID_BYTES}) AS g(i)
   CROSS JOIN LATERAL (
-    SELECT key_version, envelope, country FROM tokens
+    SELECT key_version, envelope, fingerprint, country FROM tokens
     WHERE tenant_id = :tenant AND token_id = ${packedAt(':ids', 'g.i', TOKEN_ID_BYTES)} AND (expires_at IS NULL OR expires_at > now())
     LIMIT 1
   ) t`,
 );
 
 /** Calls `row` for each row of READ_SEALED's packed answer; envelopes are views of `packed`. */
-export function unpackSealed(packed: Buffer | null, row: (position: number, keyVersion: number, country: string | null, envelope: Buffer) => void): void {
+export function unpackSealed(packed: Buffer | null, row: (position: number, keyVersion: number, fingerprint: Buffer, country: string | null, envelope: Buffer) => void): void {
   if (packed === null) return;
   let at = 0;
   while (at < packed.length) {
     const position = packed.readUInt32BE(at);
     const keyVersion = packed.readUInt32BE(at + 4);
-    const countryLength = packed.readInt16BE(at + 8);
-    at += 10;
+    const fingerprint = packed.subarray(at + 8, at + 8 + FINGERPRINT_BYTES);
+    const countryLength = packed.readInt16BE(at + 8 + FINGERPRINT_BYTES);
+    at += 10 + FINGERPRINT_BYTES;
     let country: string | null = null;
     if (countryLength >= 0) {
       country = packed.toString('utf8', at, at + countryLength);
@@ -77,7 +79,7 @@ export function unpackSealed(packed: Buffer | null, row: (position: number, keyV
     const envelopeLength = packed.readUInt32BE(at);
     at += 4;
     if (at + envelopeLength > packed.length) throw new Error('truncated sealed rows');
-    row(position, keyVersion, country, packed.subarray(at, at + envelopeLength));
+    row(position, keyVersion, fingerprint, country, packed.subarray(at, at + envelopeLength));
     at += envelopeLength;
   }
 }
@@ -97,6 +99,9 @@ interface ReadJob {
   tokenIds: Buffer[];
   events: AuditEvent[];
 }
+
+// A shared statement that failed with the storage still there may have failed for one job's rows or event.
+const notStorage = (error: unknown) => !(error instanceof StorageUnavailableError);
 
 // latin1 maps each byte to one character: the cheapest exact string form of an id or fingerprint for a Map key.
 const keyOf = (bytes: Buffer) => bytes.toString('latin1');
@@ -141,11 +146,11 @@ export function createTokensStore(db: Db, auditLog: AuditLog) {
         job.rows.map((row): Holder => {
           if (stored.has(keyOf(row.tokenId))) return row;
           const holder = row.deterministic ? byFingerprint.get(keyOf(row.fingerprint)) : undefined;
-          return holder ? { tokenId: holder.token_id, keyVersion: holder.key_version, envelope: holder.envelope } : null;
+          return holder ? { tokenId: holder.token_id, keyVersion: holder.key_version, envelope: holder.envelope, fingerprint: holder.fingerprint } : null;
         }),
       );
     },
-    { tenantOf: (job) => job.tenant, sizeOf: (job) => job.rows.length, maxItems: 5_000 },
+    { tenantOf: (job) => job.tenant, sizeOf: (job) => job.rows.length, maxItems: 5_000, isolate: notStorage },
   );
 
   const readBatch = createBatcher<ReadJob, SealedToken[]>(
@@ -157,12 +162,12 @@ export function createTokensStore(db: Db, auditLog: AuditLog) {
         tenant,
         ids: packFixed(ids, TOKEN_ID_BYTES),
       });
-      unpackSealed(result.rows[0]?.packed ?? null, (position, keyVersion, country, envelope) => {
-        answers[owner[position - 1]!]!.push({ tokenId: ids[position - 1]!, keyVersion, envelope, country });
+      unpackSealed(result.rows[0]?.packed ?? null, (position, keyVersion, fingerprint, country, envelope) => {
+        answers[owner[position - 1]!]!.push({ tokenId: ids[position - 1]!, keyVersion, envelope, fingerprint, country });
       });
       return answers;
     },
-    { tenantOf: (job) => job.tenant, sizeOf: (job) => Math.max(1, job.tokenIds.length), maxItems: 5_000 },
+    { tenantOf: (job) => job.tenant, sizeOf: (job) => Math.max(1, job.tokenIds.length), maxItems: 5_000, isolate: notStorage },
   );
 
   return {

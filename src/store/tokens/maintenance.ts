@@ -1,18 +1,30 @@
 import type { Db } from '../db.js';
 import type { EnvelopeRow } from './rows.js';
 
+// $2 is the active version.
+const NEEDS_REWRAP = '(key_version <> $2 OR get_byte(envelope, 0) = 1)';
+
 /** Token maintenance: re-wrap, per-version counts, expiry and shredding. Every query names one tenant but the sweep. */
 export function createTokenMaintenance(db: Db) {
   return {
-    /** Tokens not under `activeVersion`, after `afterId` in id order: one page of a re-wrap. */
+    /**
+     * Tokens to re-wrap, after `afterId` in id order: those not under `activeVersion`, and those whose envelope
+     * has the format from before the fingerprint was bound (its first byte, src/crypto/number-envelope.ts).
+     */
     async pageForRewrap(tenant: string, activeVersion: number, afterId: Buffer, limit: number): Promise<EnvelopeRow[]> {
-      const result = await db.query<{ token_id: Buffer; key_version: number; envelope: Buffer }>(
-        `SELECT token_id, key_version, envelope FROM tokens
-         WHERE tenant_id = $1 AND token_id > $3 AND key_version <> $2
+      const result = await db.query<{ token_id: Buffer; key_version: number; envelope: Buffer; fingerprint: Buffer }>(
+        `SELECT token_id, key_version, envelope, fingerprint FROM tokens
+         WHERE tenant_id = $1 AND token_id > $3 AND ${NEEDS_REWRAP}
          ORDER BY token_id LIMIT $4`,
         [tenant, activeVersion, afterId, limit],
       );
-      return result.rows.map((row) => ({ tokenId: row.token_id, keyVersion: row.key_version, envelope: row.envelope }));
+      return result.rows.map((row) => ({ tokenId: row.token_id, keyVersion: row.key_version, envelope: row.envelope, fingerprint: row.fingerprint }));
+    },
+
+    /** How many of the tenant's tokens a re-wrap to `activeVersion` would move. */
+    async countForRewrap(tenant: string, activeVersion: number): Promise<number> {
+      const result = await db.query<{ n: string }>(`SELECT count(*) AS n FROM tokens WHERE tenant_id = $1 AND ${NEEDS_REWRAP}`, [tenant, activeVersion]);
+      return Number(result.rows[0]!.n);
     },
 
     /** Replaces envelopes in one statement; a row changed or erased meanwhile (other version) is left alone. */

@@ -32,7 +32,7 @@ export async function findByFingerprint(
      ORDER BY token_id LIMIT $4`,
     [tenant, fingerprint, page.after ?? Buffer.alloc(0), page.limit],
   );
-  return result.rows.map((row) => ({ tokenId: row.token_id, keyVersion: row.key_version, envelope: row.envelope }));
+  return result.rows.map((row) => ({ tokenId: row.token_id, keyVersion: row.key_version, envelope: row.envelope, fingerprint }));
 }
 
 export async function deleteLiveToken(q: Queryable, tenant: string, tokenId: Buffer): Promise<boolean> {

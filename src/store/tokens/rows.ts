@@ -17,10 +17,10 @@ export interface TokenRow {
 export type NewToken = Omit<TokenRow, 'createdAt'>;
 
 /** What detokenize needs of a row, and no more (no dates to parse on the hottest read). */
-export type SealedToken = Pick<TokenRow, 'tokenId' | 'keyVersion' | 'envelope' | 'country'>;
+export type SealedToken = Pick<TokenRow, 'tokenId' | 'keyVersion' | 'envelope' | 'fingerprint' | 'country'>;
 
 /** A token's metadata, never its envelope. */
 export type TokenMetadataRow = Pick<TokenRow, 'tokenId' | 'country' | 'lineType' | 'deterministic' | 'createdAt' | 'expiresAt'>;
 
-/** What re-wrapping and checking a number's rows need. */
-export type EnvelopeRow = Pick<TokenRow, 'tokenId' | 'keyVersion' | 'envelope'>;
+/** What opening a row needs: its envelope and what the envelope is bound to. */
+export type EnvelopeRow = Pick<TokenRow, 'tokenId' | 'keyVersion' | 'envelope' | 'fingerprint'>;
