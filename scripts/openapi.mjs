@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { stringify } from 'yaml';
 import { buildApp } from '../dist/app.js';
 import { loadConfig } from '../dist/config/index.js';
 import { createEmbeddedDb } from '../dist/store/embedded-db.js';
@@ -24,7 +25,8 @@ try {
   await migrate(db);
   const app = await buildApp(config, { db, logger: pino({ level: 'silent' }) });
   await app.ready();
-  writeFileSync(new URL('../openapi.yaml', import.meta.url), app.swagger({ yaml: true }));
+    // Every repeat written out, never as a YAML alias: some generators do not follow them.
+  writeFileSync(new URL('../openapi.yaml', import.meta.url), stringify(app.swagger(), { aliasDuplicateObjects: false, lineWidth: 0 }));
   await app.close();
 } finally {
   await db.close();

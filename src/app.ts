@@ -5,7 +5,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
+import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createCheckpointer } from './audit/checkpointer.js';
@@ -16,7 +16,8 @@ import guard from './http/guard.js';
 import { requestFault } from './http/hygiene.js';
 import { VaultLogController } from './http/log-controller.js';
 import metrics from './http/metrics.js';
-import { OPENAPI_DOCUMENT } from './http/openapi.js';
+import { OPENAPI_DOCUMENT, openapiTransforms } from './http/openapi.js';
+import { createSchemaRegistry } from './http/schemas.js';
 import { errorHandler, sendProblem } from './http/problem.js';
 import refusals from './http/refusals.js';
 import requestState from './http/request-state.js';
@@ -135,7 +136,8 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(requestState);
   await app.register(auth, { jwt: config.jwt });
   await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
-  await app.register(swagger, { openapi: OPENAPI_DOCUMENT, transform: jsonSchemaTransform });
+  const schemas = createSchemaRegistry();
+  await app.register(swagger, { openapi: OPENAPI_DOCUMENT, ...openapiTransforms(schemas.registry) });
   // In a context of their own, so that every route of the docs, their static assets included, spends the IP's budget.
   await app.register(async (docs) => {
     docs.addHook('onRequest', app.throttleByIp);
@@ -159,13 +161,13 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   app.addHook('onClose', async () => checkpointer?.close());
   app.setNotFoundHandler({ preHandler: app.throttleByIp }, (_request, reply) => sendProblem(reply, 'not_found', 'no such resource'));
 
-  await app.register(healthRoutes, { storageAnswers: () => storageAnswers(vaultDeps) });
-  await app.register(tokenizeRoutes, { vault, batchMax: config.batchMax });
-  await app.register(detokenizeRoutes, { vault, batchMax: config.batchMax });
-  await app.register(lookupRoutes, { vault });
-  await app.register(eraseRoutes, { vault });
-  await app.register(keysRoutes, { vault });
-  await app.register(auditRoutes, { vault });
+  await app.register(healthRoutes, { storageAnswers: () => storageAnswers(vaultDeps), schemas });
+  await app.register(tokenizeRoutes, { vault, batchMax: config.batchMax, schemas });
+  await app.register(detokenizeRoutes, { vault, batchMax: config.batchMax, schemas });
+  await app.register(lookupRoutes, { vault, schemas });
+  await app.register(eraseRoutes, { vault, schemas });
+  await app.register(keysRoutes, { vault, schemas });
+  await app.register(auditRoutes, { vault, schemas });
   app.get('/openapi.json', { schema: { hide: true }, onRequest: app.throttleByIp }, async () => app.swagger());
   return app;
 }

@@ -4,7 +4,7 @@ import { AuditUnavailable, isVaultError, StorageUnavailableError, type ErrorCode
 import { safeErrorFields } from '../logger.js';
 
 /** The one place where an error code becomes an HTTP status and a title. */
-const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
+export const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: string }>> = {
   invalid_request: { status: 400, title: 'Invalid request' },
   invalid_json: { status: 400, title: 'Malformed JSON' },
   invalid_phone: { status: 400, title: 'Invalid phone number' },

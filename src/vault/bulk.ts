@@ -1,7 +1,7 @@
 import { fingerprintNumber } from '../crypto/fingerprint.js';
 import { openNumber, sealNumber } from '../crypto/number-envelope.js';
 import { newTokenId } from '../crypto/tokens.js';
-import { VaultError, type ErrorCode } from '../errors.js';
+import { VaultError } from '../errors.js';
 import { parsePhone, type LineType, type ParsedPhone } from '../phone/parse.js';
 import type { EnvelopeRow } from '../store/tokens/rows.js';
 
@@ -18,8 +18,9 @@ export interface PhoneInput {
   country?: string | undefined;
 }
 
+/** Why one item of a batch was refused, the rest going on: only what is wrong with that item's number. */
 export interface ItemError {
-  code: ErrorCode;
+  code: 'invalid_phone' | 'invalid_country';
   detail: string;
 }
 
@@ -66,7 +67,7 @@ export function parseInputs(inputs: PhoneInput[], deterministic: boolean): Parse
     try {
       phone = parsePhone(input.phone, input.country);
     } catch (error) {
-      if (!(error instanceof VaultError)) throw error;
+      if (!(error instanceof VaultError) || (error.code !== 'invalid_phone' && error.code !== 'invalid_country')) throw error;
       slots[index] = { code: error.code, detail: error.detail };
       continue;
     }

@@ -7,6 +7,7 @@ import { buildApp, type AppConfig, type AppDeps } from '../../src/app.js';
 import { loadConfig, type Env } from '../../src/config/index.js';
 import { createTestDb, type TestDb } from './db.js';
 import { recordLogLine } from './log-sink.js';
+import { specViolation } from './spec.js';
 
 export const ISSUER = 'https://issuer.test';
 export const AUDIENCE = 'phonevault-test';
@@ -61,6 +62,7 @@ export async function build(overrides: Partial<AppConfig> = {}, existing?: TestD
   const logger = pino({ level: 'info' }, stream);
   const app = await buildApp(config, { db: testDb.db, logger, ...deps });
   await app.ready();
+  checkAnswersAgainstSpec(app);
   return {
     app,
     testDb,
@@ -100,3 +102,17 @@ export function mintJwt(claims: TokenClaims = {}, options: { secret?: string; ex
 }
 
 export const bearer = (claims: TokenClaims = {}) => ({ authorization: `Bearer ${mintJwt(claims)}` });
+
+/** Every answer `inject` hands a test has first been checked against openapi.yaml; one outside it fails the call. */
+function checkAnswersAgainstSpec(app: FastifyInstance): void {
+  const inject = app.inject.bind(app) as (options?: unknown, callback?: unknown) => unknown;
+  (app as unknown as { inject: typeof inject }).inject = (options, callback) => {
+    if (options === undefined || callback !== undefined) return inject(options, callback);
+    const { method = 'GET', url = '/' } = (typeof options === 'string' ? { url: options } : options) as { method?: string; url?: string };
+    return (inject(options) as Promise<{ statusCode: number; headers: Record<string, unknown>; body: string }>).then((answer) => {
+      const violation = specViolation(method.toUpperCase(), url, answer);
+      if (violation) throw new Error(`an answer outside openapi.yaml: ${violation}`);
+      return answer;
+    });
+  };
+}

@@ -2,11 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { bearerSecurity, problemResponses, safeText } from '../schemas.js';
+import { bearerSecurity, safeText, timestamp, type SchemaRegistry } from '../schemas.js';
 
 const eventSchema = z.object({
   seq: z.int(),
-  occurredAt: z.string(),
+  occurredAt: timestamp,
   client: z.string(),
   action: z.string(),
   items: z.int(),
@@ -15,7 +15,7 @@ const eventSchema = z.object({
   purpose: z.string().nullable(),
 });
 
-export default async function auditRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
+export default async function auditRoutes(fastify: FastifyInstance, { vault, schemas }: { vault: Vault; schemas: SchemaRegistry }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
   app.get(
@@ -24,6 +24,7 @@ export default async function auditRoutes(fastify: FastifyInstance, { vault }: {
       onRequest: app.guard('admin', 'admin'),
       config: { audit: 'audit_read' },
       schema: {
+        operationId: 'listAuditEvents',
         summary: "The caller's tenant's audit events, oldest first, paged by seq",
         tags: ['audit'],
         security: bearerSecurity,
@@ -35,7 +36,10 @@ export default async function auditRoutes(fastify: FastifyInstance, { vault }: {
           from: z.iso.datetime({ offset: true }).optional().describe('Events at or after this time'),
           to: z.iso.datetime({ offset: true }).optional().describe('Events before this time'),
         }),
-        response: { 200: z.object({ events: z.array(eventSchema), next: z.int().nullable() }), ...problemResponses },
+        response: {
+          200: schemas.named('AuditPage', z.object({ events: z.array(schemas.named('AuditEvent', eventSchema)), next: z.int().nullable() }), 'A page of events, oldest first'),
+          ...schemas.problems('listAuditEvents', []),
+        },
       },
     },
     async (request, reply) => {

@@ -3,14 +3,15 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
 import { insufficientScope } from '../auth.js';
-import { bearerSecurity, problemResponses, tokenField } from '../schemas.js';
+import { bearerSecurity, tokenField, type SchemaRegistry } from '../schemas.js';
 
 export interface DetokenizeRoutesOptions {
   vault: Vault;
   batchMax: number;
+  schemas: SchemaRegistry;
 }
 
-export default async function detokenizeRoutes(fastify: FastifyInstance, { vault, batchMax }: DetokenizeRoutesOptions) {
+export default async function detokenizeRoutes(fastify: FastifyInstance, { vault, batchMax, schemas }: DetokenizeRoutesOptions) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
   app.post(
@@ -19,21 +20,38 @@ export default async function detokenizeRoutes(fastify: FastifyInstance, { vault
       onRequest: app.guard('detokenize', 'detokenize', 'detokenize:masked'),
       config: { audit: 'detokenize' },
       schema: {
+        operationId: 'detokenize',
         summary: 'Turn tokens back into numbers (plain with detokenize, masked with detokenize:masked)',
         tags: ['tokens'],
         security: bearerSecurity,
-        body: z.strictObject({ tokens: z.array(tokenField).min(1).max(batchMax), redaction: z.enum(['plain', 'masked']).optional() }),
-        response: {
-          200: z.object({
-            results: z.array(
-              z.union([
-                z.object({ token: z.string(), phone: z.string(), country: z.string().nullable() }),
-                z.object({ token: z.string(), masked: z.string(), country: z.string().nullable() }),
-                z.object({ token: z.string(), error: z.object({ code: z.enum(['not_found', 'unreadable']) }) }),
-              ]),
-            ),
+        body: schemas.named(
+          'Detokenize',
+          z.strictObject({
+            tokens: z.array(tokenField).min(1).max(batchMax),
+            redaction: z.enum(['plain', 'masked']).optional().describe('plain by default with the detokenize scope, masked without it'),
           }),
-          ...problemResponses,
+        ),
+        response: {
+          200: schemas.named(
+            'Detokenized',
+            z.object({
+              results: z.array(
+                z.union([
+                  schemas.named('PlainNumber', z.object({ token: z.string(), phone: z.string().describe('E.164'), country: z.string().nullable() })),
+                  schemas.named('MaskedNumber', z.object({ token: z.string(), masked: z.string(), country: z.string().nullable() })),
+                  schemas.named(
+                    'UnreadToken',
+                    z.object({
+                      token: z.string(),
+                      error: z.object({ code: z.enum(['not_found', 'unreadable']).describe('unreadable: its row was tampered with (logged); not_found: anything else') }),
+                    }),
+                  ),
+                ]),
+              ),
+            }),
+            'One result per token, in order: its number (plain or masked), or why there is none',
+          ),
+          ...schemas.problems('detokenize', [], { body: true }),
         },
       },
     },

@@ -2,9 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { bearerSecurity, countryField, phoneField, problemResponses, tokenField } from '../schemas.js';
+import { bearerSecurity, countryField, phoneField, tokenField, type SchemaRegistry } from '../schemas.js';
 
-export default async function eraseRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
+export default async function eraseRoutes(fastify: FastifyInstance, { vault, schemas }: { vault: Vault; schemas: SchemaRegistry }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const guard = app.guard('lookup', 'erase');
 
@@ -14,11 +14,12 @@ export default async function eraseRoutes(fastify: FastifyInstance, { vault }: {
       onRequest: guard,
       config: { audit: 'erase' },
       schema: {
+        operationId: 'deleteToken',
         summary: 'Delete one token',
         tags: ['erasure'],
         security: bearerSecurity,
         params: z.object({ token: tokenField }),
-        response: { 204: z.null().describe('Deleted'), 404: problemResponses[400].describe('No such token in this tenant'), ...problemResponses },
+        response: { 204: z.null().describe('Deleted'), ...schemas.problems('deleteToken', ['not_found'], { body: true }) },
       },
     },
     async (request, reply) => {
@@ -34,11 +35,15 @@ export default async function eraseRoutes(fastify: FastifyInstance, { vault }: {
       onRequest: guard,
       config: { audit: 'erase_number' },
       schema: {
+        operationId: 'eraseNumber',
         summary: "Delete every token of one number in the caller's tenant (right to erasure)",
         tags: ['erasure'],
         security: bearerSecurity,
-        body: z.strictObject({ phone: phoneField, country: countryField.optional() }),
-        response: { 200: z.object({ erased: z.int() }), ...problemResponses },
+        body: schemas.named('Erase', z.strictObject({ phone: phoneField, country: countryField.optional() })),
+        response: {
+          200: schemas.named('Erased', z.object({ erased: z.int().describe('Tokens deleted') }), 'The tokens of the number are gone'),
+          ...schemas.problems('eraseNumber', ['invalid_phone', 'invalid_country'], { body: true }),
+        },
       },
     },
     async (request, reply) => {

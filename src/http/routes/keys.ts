@@ -3,19 +3,19 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DATA_KEY_STATES } from '../../crypto/keyring.js';
 import type { Vault } from '../../vault/vault.js';
-import { bearerSecurity, problemResponses } from '../schemas.js';
+import { bearerSecurity, timestamp, type SchemaRegistry } from '../schemas.js';
 
 const keyVersionSchema = z.object({
   version: z.int(),
   state: z.enum(DATA_KEY_STATES),
   encryptions: z.int().describe('Encryptions counted against this version (an upper bound)'),
   tokens: z.int().describe('Tokens this version still protects'),
-  createdAt: z.string(),
-  retiredAt: z.string().nullable(),
-  destroyedAt: z.string().nullable(),
+  createdAt: timestamp,
+  retiredAt: timestamp.nullable(),
+  destroyedAt: timestamp.nullable(),
 });
 
-export default async function keysRoutes(fastify: FastifyInstance, { vault }: { vault: Vault }) {
+export default async function keysRoutes(fastify: FastifyInstance, { vault, schemas }: { vault: Vault; schemas: SchemaRegistry }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const guard = app.guard('admin', 'admin');
 
@@ -25,6 +25,7 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
       onRequest: guard,
       config: { audit: 'keys_list' },
       schema: {
+        operationId: 'listKeys',
         summary: "The caller's tenant's data key versions, their state, use and tokens",
         tags: ['keys'],
         security: bearerSecurity,
@@ -32,7 +33,10 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
           after: z.coerce.number().int().min(0).max(2 ** 31 - 1).default(0).describe("Only versions after this one (the previous page's `next`)"),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
         }),
-        response: { 200: z.object({ keys: z.array(keyVersionSchema), next: z.int().nullable() }), ...problemResponses },
+        response: {
+          200: schemas.named('KeyPage', z.object({ keys: z.array(schemas.named('KeyVersion', keyVersionSchema)), next: z.int().nullable() }), "A page of the tenant's data key versions"),
+          ...schemas.problems('listKeys', []),
+        },
       },
     },
     async (request, reply) => {
@@ -56,10 +60,11 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
       onRequest: guard,
       config: { audit: 'keys_rotate' },
       schema: {
+        operationId: 'rotateKey',
         summary: "Rotate the caller's tenant's data key: new writes use the new version at once",
         tags: ['keys'],
         security: bearerSecurity,
-        response: { 200: z.object({ activeVersion: z.int() }), ...problemResponses },
+        response: { 200: schemas.named('RotatedKey', z.object({ activeVersion: z.int() }), 'New writes use this version from now on'), ...schemas.problems('rotateKey', [], { body: true }) },
       },
     },
     async (request) => ({ activeVersion: await vault.rotateKey(request.caller!) }),
@@ -71,11 +76,12 @@ export default async function keysRoutes(fastify: FastifyInstance, { vault }: { 
       onRequest: guard,
       config: { audit: 'keys_destroy' },
       schema: {
+        operationId: 'destroyKeyVersion',
         summary: 'Destroy a retired version that no token uses any more; it can never decrypt again',
         tags: ['keys'],
         security: bearerSecurity,
         params: z.object({ version: z.coerce.number().int().min(1).max(2 ** 31 - 1) }),
-        response: { 204: z.null().describe('Destroyed'), 404: problemResponses[400].describe('No such version'), ...problemResponses },
+        response: { 204: z.null().describe('Destroyed'), ...schemas.problems('destroyKeyVersion', ['not_found'], { body: true }) },
       },
     },
     async (request, reply) => {

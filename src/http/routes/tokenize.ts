@@ -2,11 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { bearerSecurity, countryField, itemErrorSchema, lineTypeField, phoneField, problemResponses, ttlField } from '../schemas.js';
+import { bearerSecurity, countryField, itemErrorSchema, lineTypeField, phoneField, timestamp, ttlField, type SchemaRegistry } from '../schemas.js';
 
 export interface TokenizeRoutesOptions {
   vault: Vault;
   batchMax: number;
+  schemas: SchemaRegistry;
 }
 
 const tokenizedSchema = z.object({
@@ -14,12 +15,13 @@ const tokenizedSchema = z.object({
   country: z.string().nullable(),
   lineType: lineTypeField,
   deterministic: z.boolean(),
-  expiresAt: z.string().nullable(),
+  expiresAt: timestamp.nullable(),
 });
 
-export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, batchMax }: TokenizeRoutesOptions) {
+export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, batchMax, schemas }: TokenizeRoutesOptions) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const guard = app.guard('tokenize', 'tokenize');
+  const phoneItem = schemas.named('Phone', z.strictObject({ phone: phoneField, country: countryField.optional() }));
 
   app.post(
     '/v1/tokenize',
@@ -27,11 +29,15 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
       onRequest: guard,
       config: { audit: 'tokenize' },
       schema: {
+        operationId: 'tokenize',
         summary: 'Tokenize one phone number',
         tags: ['tokens'],
         security: bearerSecurity,
-        body: z.strictObject({ phone: phoneField, country: countryField.optional(), deterministic: z.boolean().default(false), ttlSeconds: ttlField.optional() }),
-        response: { 201: tokenizedSchema, ...problemResponses },
+        body: schemas.named(
+          'Tokenize',
+          z.strictObject({ phone: phoneField, country: countryField.optional(), deterministic: z.boolean().default(false), ttlSeconds: ttlField.optional() }),
+        ),
+        response: { 201: schemas.named('Tokenized', tokenizedSchema, 'The token, and what is known of its number'), ...schemas.problems('tokenize', ['invalid_phone', 'invalid_country'], { body: true }) },
       },
     },
     async (request, reply) => {
@@ -55,24 +61,28 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
       onRequest: guard,
       config: { audit: 'tokenize' },
       schema: {
+        operationId: 'tokenizeBatch',
         summary: 'Tokenize up to BATCH_MAX phone numbers; every valid one is stored, or none',
         tags: ['tokens'],
         security: bearerSecurity,
-        body: z.strictObject({
-          items: z.array(z.strictObject({ phone: phoneField, country: countryField.optional() })).min(1).max(batchMax),
-          deterministic: z.boolean().default(false),
-          ttlSeconds: ttlField.optional(),
-        }),
+        body: schemas.named(
+          'TokenizeBatch',
+          z.strictObject({ items: z.array(phoneItem).min(1).max(batchMax), deterministic: z.boolean().default(false), ttlSeconds: ttlField.optional() }),
+        ),
         response: {
-          200: z.object({
-            results: z.array(
-              z.union([
-                z.object({ index: z.int(), token: z.string(), country: z.string().nullable(), lineType: lineTypeField }),
-                z.object({ index: z.int(), error: itemErrorSchema }),
-              ]),
-            ),
-          }),
-          ...problemResponses,
+          200: schemas.named(
+            'TokenizeBatchResult',
+            z.object({
+              results: z.array(
+                z.union([
+                  schemas.named('TokenizedItem', z.object({ index: z.int(), token: z.string(), country: z.string().nullable(), lineType: lineTypeField })),
+                  schemas.named('RejectedItem', z.object({ index: z.int(), error: itemErrorSchema })),
+                ]),
+              ),
+            }),
+            'One result per item, in order: its token, or why that item was refused',
+          ),
+          ...schemas.problems('tokenizeBatch', [], { body: true }),
         },
       },
     },
