@@ -40,19 +40,21 @@ const DETERMINISTIC_HOLDERS = `SELECT token_id, key_version, envelope, fingerpri
  * The sealed rows of a flush's ids (packed 16 bytes apiece), one primary-key probe per id whatever the
  * statistics say: the LIMIT keeps the planner from turning the lateral lookup into a join, which with stale
  * statistics (a table that just grew) became a hash join over a sequential scan, 20× slower
- * (test/store/read-plan.test.ts). The rows found come back packed into one bytea (`unpackSealed`), each as: the
+ * (test/store/read-plan.test.ts). The rows found come back packed into one value (`unpackSealed`), each as: the
  * 1-based position of its id (u32), key version (u32), fingerprint (32 bytes, which the envelope is bound to),
- * country length (i16, −1 for none) and bytes, envelope length (u32) and bytes. One value to decode instead of a thousand rows of four fields: for a batch read, row
- * decoding was a fifth of the event loop's time, and most of its garbage.
+ * country length (i16, −1 for none) and bytes, envelope length (u32) and bytes. One value to decode instead of a
+ * thousand rows of four fields: for a batch read, row decoding was a fifth of the event loop's time, and most of
+ * its garbage. It travels as base64, not as bytea's hex text: a third fewer characters for the driver to decode
+ * (pg reads every answer column as text).
  */
-export const READ_SEALED = auditedStatement<'tenant' | 'ids', { packed: Buffer | null }>(
+export const READ_SEALED = auditedStatement<'tenant' | 'ids', { packed: string | null }>(
   'pv_read_sealed',
   '',
-  `SELECT string_agg(
+  `SELECT encode(string_agg(
     int4send(g.i) || int4send(t.key_version) || t.fingerprint
       || int2send(coalesce(octet_length(t.country), -1)::int2) || coalesce(convert_to(t.country, 'UTF8'), ''::bytea)
       || int4send(octet_length(t.envelope)) || t.envelope,
-    ''::bytea) AS packed
+    ''::bytea), 'base64') AS packed
   FROM generate_series(1, octet_length(:ids::bytea) / ${TOKEN_ID_BYTES}) AS g(i)
   CROSS JOIN LATERAL (
     SELECT key_version, envelope, fingerprint, country FROM tokens
@@ -162,7 +164,8 @@ export function createTokensStore(db: Db, auditLog: AuditLog) {
         tenant,
         ids: packFixed(ids, TOKEN_ID_BYTES),
       });
-      unpackSealed(result.rows[0]?.packed ?? null, (position, keyVersion, fingerprint, country, envelope) => {
+      const packed = result.rows[0]?.packed;
+      unpackSealed(packed ? Buffer.from(packed, 'base64') : null, (position, keyVersion, fingerprint, country, envelope) => {
         answers[owner[position - 1]!]!.push({ tokenId: ids[position - 1]!, keyVersion, envelope, fingerprint, country });
       });
       return answers;
