@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createCheckpointer } from './audit/checkpointer.js';
 import type { Config } from './config/index.js';
-import { VaultError } from './errors.js';
+import { VaultError, type ErrorCode } from './errors.js';
 import auth from './http/auth.js';
 import guard from './http/guard.js';
 import { requestFault } from './http/hygiene.js';
@@ -18,7 +18,7 @@ import { VaultLogController } from './http/log-controller.js';
 import metrics from './http/metrics.js';
 import { OPENAPI_DOCUMENT, openapiTransforms } from './http/openapi.js';
 import { createSchemaRegistry } from './http/schemas.js';
-import { errorHandler, sendProblem } from './http/problem.js';
+import { errorHandler, PROBLEMS, sendProblem } from './http/problem.js';
 import refusals from './http/refusals.js';
 import requestState from './http/request-state.js';
 import auditRoutes from './http/routes/audit.js';
@@ -57,7 +57,7 @@ function frameworkError(app: FastifyInstance, logController: VaultLogController)
     reply.raw.once('finish', () => logController.requestCompleted(null, request, reply));
     const [code, detail] =
       error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? (['uri_too_long', 'the request path is too long'] as const) : error.code === 'FST_ERR_BAD_URL' ? (['invalid_request', 'the request path is malformed'] as const) : (['internal_error', 'the request could not be completed'] as const);
-    void app.spendIpBudget(request).then((allowed) => {
+    void app.spendIpBudget(request.ip).then((allowed) => {
       if (allowed) return sendProblem(reply, code, detail);
       reply.header('retry-after', '60');
       return sendProblem(reply, 'rate_limited', 'rate limit reached; retry later');
@@ -65,16 +65,32 @@ function frameworkError(app: FastifyInstance, logController: VaultLogController)
   };
 }
 
-/** A request too malformed for HTTP itself: a fixed problem+json answer, logged by its code, never echoed. */
-function clientError(logger: Logger) {
-  const body = (status: number, code: string, title: string) =>
-    JSON.stringify({ type: `urn:phonevault:problem:${code}`, title, status, code, detail: 'the request could not be read' });
+const STATUS_LINES: Record<number, string> = { 400: 'Bad Request', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large' };
+
+/**
+ * A request too malformed for HTTP itself: the vault's problem+json answer with a request id of its own, logged by
+ * its parser code, never echoed, and counted against the address like any unauthenticated request. Not behind a
+ * proxy, though: there every client would share the proxy's address, and one could spend everyone's budget.
+ */
+function clientError(logger: Logger, spend: (ip: string) => Promise<boolean>, behindProxy: boolean) {
   return (error: Error & { code?: string }, socket: Socket) => {
     if (error.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-    const [status, text] = error.code === 'HPE_HEADER_OVERFLOW' ? [431, body(431, 'headers_too_large', 'Request headers too large')] : [400, body(400, 'invalid_request', 'Invalid request')];
-    logger.warn({ code: typeof error.code === 'string' ? error.code : undefined, status }, 'malformed request');
-    socket.end(
-      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+    const own: ErrorCode = error.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'invalid_request';
+    const answer = (code: ErrorCode) => {
+      const id = randomUUID();
+      const { status, title } = PROBLEMS[code];
+      const text = JSON.stringify({ type: `urn:phonevault:problem:${code}`, title, status, code, detail: 'the request could not be read', instance: `urn:phonevault:request:${id}` });
+      logger.warn({ reqId: id, code: typeof error.code === 'string' ? error.code : undefined, status }, 'malformed request');
+      if (!socket.writable) return void socket.destroy();
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_LINES[status]}\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\nx-request-id: ${id}\r\n${code === 'rate_limited' ? 'retry-after: 60\r\n' : ''}connection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+      );
+    };
+    const ip = socket.remoteAddress;
+    if (behindProxy || !ip) return answer(own);
+    spend(ip).then(
+      (allowed) => answer(allowed ? own : 'rate_limited'),
+      () => answer(own),
     );
   };
 }
@@ -93,7 +109,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
     bodyLimit: config.bodyLimit,
     routerOptions: { maxParamLength: 64 },
     frameworkErrors: (error, request, reply) => frameworkError(app, logController)(error, request, reply),
-    clientErrorHandler: clientError(deps.logger),
+    clientErrorHandler: clientError(deps.logger, (ip) => (app?.spendIpBudget ? app.spendIpBudget(ip) : Promise.resolve(true)), config.trustProxy.length > 0),
     ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
   // JSON only: a text/plain body would otherwise reach validation as a string.
@@ -122,7 +138,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   app.addHook('onRequest', async (request, reply) => {
     const fault = requestFault(request.raw);
     if (!fault) return;
-    if (!(await app.spendIpBudget(request))) {
+    if (!(await app.spendIpBudget(request.ip))) {
       reply.header('retry-after', '60');
       throw new VaultError('rate_limited', 'rate limit reached; retry later');
     }

@@ -3,8 +3,9 @@ import pino from 'pino';
 import { readCheckpoints } from './audit/checkpoint.js';
 import { describeProblem } from './audit/verify.js';
 import { ConfigError, loadMaintenanceConfig, type Env } from './config/index.js';
-import { isVaultError } from './errors.js';
-import { createPgDb } from './store/db.js';
+import { isVaultError, VaultError } from './errors.js';
+import { createPgDb, type Db } from './store/db.js';
+import { tenantExists } from './store/keys-repository.js';
 import { guardMasterKeys } from './store/master-key-guard.js';
 import { pruneAudit, sealAudit, verifyAudit } from './vault/audit.js';
 import { cliCaller } from './vault/caller.js';
@@ -20,11 +21,16 @@ export interface Io {
 }
 
 /** Connects with the maintenance configuration, refuses a wrong master key, runs fn, always closes. */
-async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>): Promise<T> {
+/**
+ * The vault's dependencies for one command. `first` runs before the vault is opened (which records the master
+ * key's check value and the audit key on a fresh database), so that a command refused there writes nothing.
+ */
+async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>, first?: (db: Db) => Promise<void>): Promise<T> {
   const config = loadMaintenanceConfig(env);
   // Maintenance pages take longer than a request: their statements get more time.
   const db = createPgDb({ connectionString: config.databaseUrl, max: 4, queryTimeoutMs: 60_000 });
   try {
+    await first?.(db);
     await guardMasterKeys(db, config.masterKeys);
     return await fn(await openVault({ db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: pino({ level: 'silent' }) }));
   } finally {
@@ -84,7 +90,13 @@ export async function destroyTenantCommand(tenant: string, options: { yes: boole
   }
   let result;
   try {
-    result = await withVault(env, (deps) => destroyTenant(deps, tenant));
+    result = await withVault(
+      env,
+      (deps) => destroyTenant(deps, tenant),
+      async (db) => {
+        if (!(await tenantExists(db, tenant))) throw new VaultError('not_found', `no tenant ${tenant} in this vault`);
+      },
+    );
   } catch (error) {
     if (!isVaultError(error) || error.code !== 'not_found') throw error;
     err(`phonevault: no tenant ${tenant} in this vault; nothing was destroyed`);

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'insufficient_scope'
   | 'not_found'
   | 'uri_too_long'
+  | 'headers_too_large'
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'rate_limited'
@@ -21,12 +22,15 @@ export type ErrorCode =
 export class VaultError extends Error {
   readonly code: ErrorCode;
   readonly detail: string;
+  /** For a refusal that will pass: when to try again, in seconds (HTTP's retry-after). */
+  readonly retryAfterS: number | undefined;
 
-  constructor(code: ErrorCode, detail: string) {
+  constructor(code: ErrorCode, detail: string, options: { retryAfterS?: number } = {}) {
     super(`${code}: ${detail}`);
     this.name = 'VaultError';
     this.code = code;
     this.detail = detail;
+    this.retryAfterS = options.retryAfterS;
   }
 }
 

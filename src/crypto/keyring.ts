@@ -165,7 +165,7 @@ export class Keyring {
       const { keys, created } = await this.#loadOrCreate(tenant, event);
       if (created) return keys.activeVersion;
       const outcome = await this.#store.rotateDataKey(tenant, keys.activeVersion, this.#wrapDataKey(tenant, keys.activeVersion + 1), { event, minAgeMs });
-      if (outcome === 'too_soon') throw new VaultError('rate_limited', 'the data key was rotated moments ago; rotate again later');
+      if (outcome === 'too_soon') throw new VaultError('rate_limited', 'the data key was rotated moments ago; rotate again later', { retryAfterS: minAgeMs / 1000 });
       const reloaded = await this.#load(tenant);
       return reloaded!.activeVersion;
     });

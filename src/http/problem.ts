@@ -14,6 +14,7 @@ export const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: strin
   insufficient_scope: { status: 403, title: 'Insufficient scope' },
   not_found: { status: 404, title: 'Not found' },
   uri_too_long: { status: 414, title: 'URI too long' },
+  headers_too_large: { status: 431, title: 'Request header fields too large' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   rate_limited: { status: 429, title: 'Too many requests' },
@@ -24,6 +25,8 @@ export const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: strin
 export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string): FastifyReply {
   const { status, title } = PROBLEMS[code];
   reply.errorCode = code;
+  // Every 429 and 503 says when to come back, as the OpenAPI description promises; a second unless told.
+  if ((status === 429 || status === 503) && !reply.hasHeader('retry-after')) reply.header('retry-after', '1');
   return reply
     .code(status)
     .header('cache-control', 'no-store')
@@ -54,7 +57,10 @@ function describeIssue(issue: { keyword: string; instancePath: string; params: R
 }
 
 export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (isVaultError(error)) return sendProblem(reply, error.code, error.detail);
+  if (isVaultError(error)) {
+    if (error.retryAfterS !== undefined) reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterS))));
+    return sendProblem(reply, error.code, error.detail);
+  }
   if (hasZodFastifySchemaValidationErrors(error)) {
     return sendProblem(reply, 'invalid_request', error.validation.slice(0, 5).map(describeIssue).join('; '));
   }

@@ -26,7 +26,7 @@ export const itemErrorSchema = z.object({ code: z.enum(['invalid_phone', 'invali
 export const bearerSecurity = [{ bearer: [] }];
 
 /** What every route can answer, whoever calls it: refused text, the IP's budget, overload, a failure. */
-const ANY_ROUTE: ErrorCode[] = ['invalid_request', 'unsupported_media_type', 'uri_too_long', 'rate_limited', 'unavailable', 'internal_error'];
+const ANY_ROUTE: ErrorCode[] = ['invalid_request', 'unsupported_media_type', 'uri_too_long', 'headers_too_large', 'rate_limited', 'unavailable', 'internal_error'];
 /** What every authenticated route adds: the credential, its scopes, and the stated purpose. */
 const AUTHENTICATED: ErrorCode[] = ['unauthorized', 'insufficient_scope', 'invalid_purpose'];
 /** What a route that reads a body adds (DELETE included: Fastify parses a body sent with it). */
@@ -40,6 +40,7 @@ const STATUS_DESCRIPTIONS: Record<number, string> = {
   413: 'The request body is larger than the vault takes',
   414: 'The URL is longer than the vault takes',
   415: 'The body is not application/json in UTF-8',
+  431: 'The request headers are larger than the vault takes',
   429: 'A rate limit or item budget is spent; retry after retry-after seconds',
   500: 'The vault failed; nothing was returned or changed',
   503: 'Storage, the throttling store or the issuer’s keys are unreachable, or the vault is overloaded; retry after retry-after seconds',

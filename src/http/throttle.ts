@@ -14,8 +14,11 @@ declare module 'fastify' {
     throttle: (limitClass: RateLimitClass) => Hook;
     /** The IP's unauthenticated budget, for routes that take no credential (404s, docs, metrics). */
     throttleByIp: Hook;
-    /** Spends one of the IP's unauthenticated budget outside any route (framework errors); false when spent. */
-    spendIpBudget: (request: FastifyRequest) => Promise<boolean>;
+    /**
+     * Spends one of an address's unauthenticated budget outside any route (framework errors, requests HTTP
+     * cannot parse); false when spent.
+     */
+    spendIpBudget: (ip: string) => Promise<boolean>;
     /** Spends `items` of the client's detokenize item budget, or answers 429. */
     spendDetokenizeItems: (request: FastifyRequest, reply: FastifyReply, items: number) => Promise<void>;
   }
@@ -96,9 +99,9 @@ async function throttle(app: FastifyInstance, options: ThrottleOptions) {
 
   app.decorate('throttleByIp', guarded(app.rateLimit({ keyGenerator: ipKey, max: limits.unauthenticated.max, timeWindow: limits.unauthenticated.windowMs }), true));
 
-  app.decorate('spendIpBudget', async (request: FastifyRequest) => {
+  app.decorate('spendIpBudget', async (ip: string) => {
     try {
-      return (await counters.add(ipKey(request), 1, limits.unauthenticated.windowMs)).count <= limits.unauthenticated.max;
+      return (await counters.add(`ip:${ip}`, 1, limits.unauthenticated.windowMs)).count <= limits.unauthenticated.max;
     } catch {
       return true;
     }

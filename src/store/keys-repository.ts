@@ -107,6 +107,15 @@ export interface WrappedKeyRow {
   wrapped: WrappedKey;
 }
 
+/** Whether a tenant has keys or tokens: read before anything else, so that an unknown tenant writes nothing. */
+export async function tenantExists(q: Queryable, tenant: string): Promise<boolean> {
+  const result = await q.query<{ known: boolean }>(
+    'SELECT EXISTS (SELECT 1 FROM tenant_keys WHERE tenant_id = $1) OR EXISTS (SELECT 1 FROM tokens WHERE tenant_id = $1) AS known',
+    [tenant],
+  );
+  return result.rows[0]!.known;
+}
+
 /** How long a retired version must rest before it may be destroyed: longer than any encryption lease. */
 export const DESTROY_GRACE_SECONDS = 30;
 

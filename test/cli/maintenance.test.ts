@@ -108,4 +108,18 @@ describe('maintenance commands', () => {
     expect(res.err).toContain('no tenant no-such-tenant in this vault; nothing was destroyed');
     expect(await snapshot()).toBe(before);
   });
+
+  it('tenant destroy of an unknown tenant writes nothing even on a database no vault has opened yet', async () => {
+    const fresh = await createVaultDatabase(oldKey);
+    try {
+      const rows = async () =>
+        (await fresh.db.query<{ t: string }>(`SELECT (SELECT count(*) FROM master_key_checks) || '/' || (SELECT count(*) FROM audit_keys) || '/' || (SELECT count(*) FROM audit_events) AS t`)).rows[0]!.t;
+      const before = await rows();
+      const res = await fresh.run(['tenant', 'destroy', 'ghost', '--yes']);
+      expect(res.code).toBe(1);
+      expect(await rows()).toBe(before);
+    } finally {
+      await fresh.drop();
+    }
+  });
 });

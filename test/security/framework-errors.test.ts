@@ -1,3 +1,4 @@
+import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, build, testConfig, type TestApp } from '../helpers/build.js';
 import { NUMBERS } from '../helpers/numbers.js';
@@ -20,6 +21,54 @@ function expectProblem(res: { statusCode: number; headers: Record<string, unknow
   expect(res.json()).toMatchObject({ status, code });
   for (const echo of echoes) expect(res.body).not.toContain(echo);
 }
+
+/** Sends raw bytes to a listening vault and reads what comes back before the socket closes. */
+function raw(port: number, bytes: Buffer): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.end(bytes));
+    let text = '';
+    socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const [head = '', body = ''] = text.split('\r\n\r\n');
+      const [statusLine, ...lines] = head.split('\r\n');
+      resolve({ status: Number(statusLine?.split(' ')[1]), headers: Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()])), body });
+    });
+  });
+}
+
+describe('requests HTTP cannot parse', () => {
+  it('are answered as problems with a request id, never echoed, and spend the address budget', async () => {
+    const small = await build({ rateLimits: { ...testConfig().rateLimits, unauthenticated: { max: 3, windowMs: 60_000 } } });
+    try {
+      await small.app.listen({ host: '127.0.0.1', port: 0 });
+      const { port } = small.app.server.address() as AddressInfo;
+      const malformed = [
+        Buffer.from(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-phone: ${NUMBERS.us.e164}\u0000\r\n\r\n`, 'latin1'),
+        Buffer.concat([Buffer.from('GET /v1/tokens/'), Buffer.from([0xff, 0xfe]), Buffer.from(`${NUMBERS.us.digits} HTTP/1.1\r\nhost: x\r\n\r\n`)]),
+        Buffer.from(`GET /healthz HTTP/1.1\r\nhost: x\r\nbad header${NUMBERS.us.digits}: 1\r\n\r\n`, 'latin1'),
+      ];
+      for (const bytes of malformed) {
+        const res = await raw(port, bytes);
+        expect(res.status).toBe(400);
+        expect(res.headers['content-type']).toBe('application/problem+json');
+        expect(res.headers['cache-control']).toBe('no-store');
+        expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+        expect(JSON.parse(res.body)).toMatchObject({ status: 400, code: 'invalid_request', instance: `urn:phonevault:request:${res.headers['x-request-id']}` });
+        expect(res.body).not.toContain(NUMBERS.us.digits);
+      }
+      // The fourth from this address has spent its budget, like any request without a credential would have.
+      const spent = await raw(port, malformed[0]!);
+      expect(spent.status).toBe(429);
+      expect(spent.headers['retry-after']).toBe('60');
+      expect(JSON.parse(spent.body).code).toBe('rate_limited');
+      expect((await fetch(`http://127.0.0.1:${port}/nowhere`)).status).toBe(429);
+      expect(small.logs.filter((line) => line.msg === 'malformed request')).toHaveLength(4);
+    } finally {
+      await small.close();
+    }
+  });
+});
 
 describe('framework errors', () => {
   it('answers an over-long path parameter with 414 uri_too_long, without the path', async () => {
