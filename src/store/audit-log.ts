@@ -1,66 +1,17 @@
 import type { Logger } from 'pino';
-import { chainEvents, GENESIS_HASH, type AuditEvent, type ChainLink } from '../audit/chain.js';
+import { GENESIS_HASH, type AuditEvent, type ChainLink } from '../audit/chain.js';
 import { AuditUnavailable, StorageUnavailableError } from '../errors.js';
-import { EVENT_COLUMNS } from './audit-reads.js';
+import { appendValues, auditedStatement, type AuditedStatement } from './audit-append.js';
 import { settleAll, type Db, type Transaction } from './db.js';
-import { bind, statement, type Statement } from './sql.js';
+import { bind } from './sql.js';
 
 export { AuditUnavailable } from '../errors.js';
+export { auditedStatement, type AuditedStatement } from './audit-append.js';
 
 /** What a piece of audited work gives back: its value, and the events that record it. */
 export interface Recorded<T> {
   value: T;
   events: AuditEvent[];
-}
-
-// The append, as common table expressions to put before a statement's own: move the tenant's head past the
-// events, from where their chain started, and insert them, failing the whole statement (a division by zero) unless
-// the head still was where the chain started. Every statement names one tenant, so that a distributed Postgres
-// routes each to one shard.
-const APPEND_CTES = `audit_advanced AS (
-    UPDATE audit_heads SET seq = :head_seq, hash = :head_hash
-    WHERE tenant_id = :tenant AND seq = :from_seq AND hash = :from_hash
-    RETURNING 1
-  ), audit_appended AS (
-    INSERT INTO audit_events (${EVENT_COLUMNS})
-    SELECT :tenant, * FROM unnest(:event_seqs::bigint[], :event_times::timestamptz[], :event_clients::text[], :event_actions::text[],
-      :event_items::int[], :event_outcomes::text[], :event_request_ids::text[], :event_purposes::text[], :event_hashes::bytea[])
-    WHERE (SELECT 1 / count(*) FROM audit_advanced)::int = 1
-  )`;
-type AppendName =
-  | 'tenant'
-  | 'head_seq'
-  | 'head_hash'
-  | 'from_seq'
-  | 'from_hash'
-  | 'event_seqs'
-  | 'event_times'
-  | 'event_clients'
-  | 'event_actions'
-  | 'event_items'
-  | 'event_outcomes'
-  | 'event_request_ids'
-  | 'event_purposes'
-  | 'event_hashes';
-
-/** A statement of the caller's that carries the append when there are events to record, and runs alone if not. */
-export interface AuditedStatement<Names extends string, Row = unknown> {
-  name: string;
-  withAppend: Statement<Names | AppendName>;
-  alone: Statement<Names>;
-  /** Only carries the row type of the answer. */
-  row?: Row;
-}
-
-/** `WITH <append>, <ctes> <main>`: the caller's own CTEs (may be empty) and main statement, with named parameters. */
-export function auditedStatement<Names extends string, Row>(name: string, ctes: string, main: string): AuditedStatement<Names, Row> {
-  return {
-    name,
-    withAppend: statement(`WITH ${APPEND_CTES}${ctes ? `, ${ctes}` : ''}
-${main}`),
-    alone: statement(`${ctes ? `WITH ${ctes}
-` : ''}${main}`),
-  };
 }
 
 const APPEND_ALONE = auditedStatement<never, unknown>('pv_audit_append', '', 'SELECT 1');
@@ -122,29 +73,6 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
     if (heads.size >= MAX_TENANTS && !heads.has(tenant)) heads.clear();
     heads.set(tenant, head);
   };
-
-  function appendValues(tenant: string, from: ChainLink, events: AuditEvent[]): { values: Record<AppendName, unknown>; head: ChainLink } {
-    const { links, head } = chainEvents(options.key, from, events);
-    return {
-      head,
-      values: {
-        tenant,
-        head_seq: head.seq,
-        head_hash: head.hash,
-        from_seq: from.seq,
-        from_hash: from.hash,
-        event_seqs: links.map((link) => link.seq),
-        event_times: events.map((e) => e.occurredAt),
-        event_clients: events.map((e) => e.client),
-        event_actions: events.map((e) => e.action),
-        event_items: events.map((e) => e.items),
-        event_outcomes: events.map((e) => e.outcome),
-        event_request_ids: events.map((e) => e.requestId),
-        event_purposes: events.map((e) => e.purpose),
-        event_hashes: links.map((link) => link.hash),
-      },
-    };
-  }
 
   const codeOf = (error: unknown) => (error as { code?: unknown } | null)?.code;
 
@@ -213,7 +141,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
 
   /** Appends `events` chained from `from` with a statement of their own; its failure is the trail's. */
   async function appendAlone(q: Transaction, tenant: string, from: ChainLink, fromKnown: boolean, events: AuditEvent[]): Promise<ChainLink> {
-    const { values, head } = appendValues(tenant, from, events);
+    const { values, head } = appendValues(options.key, tenant, from, events);
     try {
       await q.query(APPEND_ALONE.withAppend.text, bind(APPEND_ALONE.withAppend, values), { prepare: APPEND_ALONE.name });
       return head;
@@ -251,7 +179,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
     return withHead(tenant, { hot: true, single: true }, async (tx, start) => {
       if (events.length === 0) return { value: await tx.query<R>(audited.alone.text, alone(), { prepare: `${audited.name}_alone` }), head: null, appended: 0 };
       if ('known' in start) {
-        const { values: appendNamed, head } = appendValues(tenant, start.known, events);
+        const { values: appendNamed, head } = appendValues(options.key, tenant, start.known, events);
         try {
           const result = await tx.query<R>(audited.withAppend.text, bind(audited.withAppend, { ...values, ...appendNamed }), { prepare: audited.name });
           return { value: result, head, appended: events.length };

@@ -1,4 +1,5 @@
-import type { DataKeyState, KeyStore, RotateOutcome, TenantKeysRecord } from '../crypto/keyring.js';
+import type { KeyStore, RotateOutcome, TenantKeysRecord } from '../crypto/key-store.js';
+import type { DataKeyState } from '../crypto/keyring.js';
 import type { KeyPurpose, WrappedKey } from '../crypto/master-keys.js';
 import type { AuditLog } from './audit-log.js';
 import type { Db, Queryable } from './db.js';

@@ -1,0 +1,77 @@
+import { chainEvents, type AuditEvent, type ChainLink } from '../audit/chain.js';
+import { EVENT_COLUMNS } from './audit-reads.js';
+import { statement, type Statement } from './sql.js';
+
+// The append, as common table expressions to put before a statement's own: move the tenant's head past the
+// events, from where their chain started, and insert them, failing the whole statement (a division by zero) unless
+// the head still was where the chain started. Every statement names one tenant, so that a distributed Postgres
+// routes each to one shard.
+const APPEND_CTES = `audit_advanced AS (
+    UPDATE audit_heads SET seq = :head_seq, hash = :head_hash
+    WHERE tenant_id = :tenant AND seq = :from_seq AND hash = :from_hash
+    RETURNING 1
+  ), audit_appended AS (
+    INSERT INTO audit_events (${EVENT_COLUMNS})
+    SELECT :tenant, * FROM unnest(:event_seqs::bigint[], :event_times::timestamptz[], :event_clients::text[], :event_actions::text[],
+      :event_items::int[], :event_outcomes::text[], :event_request_ids::text[], :event_purposes::text[], :event_hashes::bytea[])
+    WHERE (SELECT 1 / count(*) FROM audit_advanced)::int = 1
+  )`;
+type AppendName =
+  | 'tenant'
+  | 'head_seq'
+  | 'head_hash'
+  | 'from_seq'
+  | 'from_hash'
+  | 'event_seqs'
+  | 'event_times'
+  | 'event_clients'
+  | 'event_actions'
+  | 'event_items'
+  | 'event_outcomes'
+  | 'event_request_ids'
+  | 'event_purposes'
+  | 'event_hashes';
+
+/** A statement of the caller's that carries the append when there are events to record, and runs alone if not. */
+export interface AuditedStatement<Names extends string, Row = unknown> {
+  name: string;
+  withAppend: Statement<Names | AppendName>;
+  alone: Statement<Names>;
+  /** Only carries the row type of the answer. */
+  row?: Row;
+}
+
+/** `WITH <append>, <ctes> <main>`: the caller's own CTEs (may be empty) and main statement, with named parameters. */
+export function auditedStatement<Names extends string, Row>(name: string, ctes: string, main: string): AuditedStatement<Names, Row> {
+  return {
+    name,
+    withAppend: statement(`WITH ${APPEND_CTES}${ctes ? `, ${ctes}` : ''}
+${main}`),
+    alone: statement(`${ctes ? `WITH ${ctes}
+` : ''}${main}`),
+  };
+}
+
+/** The append's named values: the events chained under `key` from `from`, and the head they leave. */
+export function appendValues(key: Buffer, tenant: string, from: ChainLink, events: AuditEvent[]): { values: Record<AppendName, unknown>; head: ChainLink } {
+  const { links, head } = chainEvents(key, from, events);
+  return {
+    head,
+    values: {
+      tenant,
+      head_seq: head.seq,
+      head_hash: head.hash,
+      from_seq: from.seq,
+      from_hash: from.hash,
+      event_seqs: links.map((link) => link.seq),
+      event_times: events.map((e) => e.occurredAt),
+      event_clients: events.map((e) => e.client),
+      event_actions: events.map((e) => e.action),
+      event_items: events.map((e) => e.items),
+      event_outcomes: events.map((e) => e.outcome),
+      event_request_ids: events.map((e) => e.requestId),
+      event_purposes: events.map((e) => e.purpose),
+      event_hashes: links.map((link) => link.hash),
+    },
+  };
+}
