@@ -3,11 +3,14 @@ import { inject } from 'vitest';
 import { createPgDb } from '../../src/store/db.js';
 import { recordAuditRows } from './log-sink.js';
 
+// Creating and dropping databases on a loaded machine takes longer than the vault gives a request.
+export const ADMIN_TIMEOUT_MS = 60_000;
+
 /** A whole database of its own, for tests of commands that take a DATABASE_URL (its audit rows are leak-scanned when dropped). */
 export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
   const adminUrl = inject('databaseUrl');
   const name = `pv_${randomBytes(6).toString('hex')}`;
-  const admin = createPgDb({ connectionString: adminUrl, max: 1 });
+  const admin = createPgDb({ connectionString: adminUrl, max: 1, queryTimeoutMs: ADMIN_TIMEOUT_MS });
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.close();
   const url = new URL(adminUrl);
@@ -15,10 +18,10 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
   return {
     url: url.toString(),
     async drop() {
-      const own = createPgDb({ connectionString: url.toString(), max: 1 });
+      const own = createPgDb({ connectionString: url.toString(), max: 1, queryTimeoutMs: ADMIN_TIMEOUT_MS });
       await recordAuditRows(own);
       await own.close();
-      const db = createPgDb({ connectionString: adminUrl, max: 1 });
+      const db = createPgDb({ connectionString: adminUrl, max: 1, queryTimeoutMs: ADMIN_TIMEOUT_MS });
       await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await db.close();
     },

@@ -16,7 +16,7 @@ declare module 'vitest' {
 /** A Postgres answering on this machine's standard port or socket, as `postgres`, or null. */
 async function localPostgres(): Promise<string | null> {
   for (const url of ['postgres://postgres@127.0.0.1:5432/postgres', 'postgres://postgres@localhost/postgres?host=/var/run/postgresql']) {
-    const db = createPgDb({ connectionString: url, max: 1 });
+    const db = createPgDb({ connectionString: url, max: 1, queryTimeoutMs: 60_000 });
     try {
       await db.query('SELECT 1');
       return url;
@@ -34,7 +34,7 @@ async function localPostgres(): Promise<string | null> {
  * whole server, so they are made here once, not per schema).
  */
 async function createVaultRole(url: string): Promise<void> {
-  const db = createPgDb({ connectionString: url, max: 1 });
+  const db = createPgDb({ connectionString: url, max: 1, queryTimeoutMs: 60_000 });
   try {
     await db.query(`DO $$ BEGIN
       IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'phonevault_app') THEN CREATE ROLE phonevault_app NOLOGIN; END IF;
@@ -66,7 +66,7 @@ export default async function setup(project: TestProject) {
     if (local) {
       // A database of the run's own on the local server, dropped at the end.
       const name = `phonevault_test_${process.pid}`;
-      const admin = createPgDb({ connectionString: local, max: 1 });
+      const admin = createPgDb({ connectionString: local, max: 1, queryTimeoutMs: 60_000 });
       await admin.query(`DROP DATABASE IF EXISTS ${name}`);
       await admin.query(`CREATE DATABASE ${name}`);
       await admin.close();
@@ -74,7 +74,7 @@ export default async function setup(project: TestProject) {
       url.pathname = `/${name}`;
       databaseUrl = url.toString();
       stopDatabase = async () => {
-        const db = createPgDb({ connectionString: local, max: 1 });
+        const db = createPgDb({ connectionString: local, max: 1, queryTimeoutMs: 60_000 });
         await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
         await db.close();
       };

@@ -2,7 +2,7 @@ import { parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { createPgDb } from '../../src/store/db.js';
 import { build, type TestApp } from './build.js';
 import { runCli } from './cli.js';
-import { createTestDatabase } from './database.js';
+import { ADMIN_TIMEOUT_MS, createTestDatabase } from './database.js';
 import { asVaultRole } from './roles.js';
 
 /**
@@ -14,7 +14,7 @@ export async function createVaultDatabase(masterKey: string) {
   const migrated = await runCli(['migrate'], { DATABASE_URL: database.url, VAULT_MASTER_KEY: masterKey });
   if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.err}`);
   // The owner's connection, for inspecting and tampering as an operator could; the apps run as the serving role.
-  const db = createPgDb({ connectionString: database.url, max: 4 });
+  const db = createPgDb({ connectionString: database.url, max: 4, queryTimeoutMs: ADMIN_TIMEOUT_MS });
   const vaultDb = createPgDb({ connectionString: asVaultRole(database.url), max: 4 });
   const apps: TestApp[] = [];
   return {
