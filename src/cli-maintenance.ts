@@ -78,8 +78,8 @@ export async function destroyKeyCommand(options: { tenant: string; version: numb
 }
 
 export async function sweepCommand(env: Env, { out }: Io): Promise<number> {
-  const deleted = await withVault(env, (deps) => sweep(deps.maintenance));
-  out(`sweep: deleted ${deleted} expired token(s)`);
+  const deleted = await withVault(env, (deps) => sweep(deps));
+  out(`sweep: deleted ${deleted.tokens} expired token(s) and ${deleted.idempotencyKeys} expired idempotency key(s)`);
   return 0;
 }
 

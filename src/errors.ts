@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'unauthorized'
   | 'insufficient_scope'
   | 'not_found'
+  | 'idempotency_in_flight'
+  | 'idempotency_key_reused'
   | 'uri_too_long'
   | 'headers_too_large'
   | 'payload_too_large'

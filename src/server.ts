@@ -7,6 +7,7 @@ import { guardMasterKeys } from './store/master-key-guard.js';
 import { migrate } from './store/migrate.js';
 import { createRedis } from './store/redis.js';
 import { createTokenMaintenance } from './store/tokens/maintenance.js';
+import { createIdempotencyStore } from './store/idempotency.js';
 import { safeErrorFields } from './logger.js';
 import { sweep } from './vault/maintenance.js';
 
@@ -62,12 +63,12 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
   return { app, url, close };
 }
 
-/** Deletes expired tokens every interval; several instances doing so at once only share the work. */
+/** Deletes expired tokens and idempotency keys every interval; several instances doing so at once only share the work. */
 function startSweeper(db: Db, logger: Logger, intervalMs: number): NodeJS.Timeout {
-  const maintenance = createTokenMaintenance(db);
+  const stores = { maintenance: createTokenMaintenance(db), idempotency: createIdempotencyStore(db) };
   const timer = setInterval(() => {
-    sweep(maintenance).then(
-      (deleted) => deleted > 0 && logger.info({ deleted }, 'expired tokens swept'),
+    sweep(stores).then(
+      (deleted) => (deleted.tokens > 0 || deleted.idempotencyKeys > 0) && logger.info(deleted, 'expired tokens and idempotency keys swept'),
       (error) => logger.warn({ err: safeErrorFields(error) }, 'sweep failed'),
     );
   }, intervalMs);

@@ -77,7 +77,7 @@ const serveShape = z.object({
   OFFLOAD_THREADS: integer(Math.min(4, Math.max(0, availableParallelism() - 1)), 0, 64),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level' }).default('info'),
   MIGRATE_ON_START: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
-  SWEEP_INTERVAL: duration('0s')
+  SWEEP_INTERVAL: duration('10m')
     .transform((ms) => (ms === 0 ? null : ms))
     .refine((ms) => ms === null || ms >= 1_000, { message: 'must be a duration of at least 1s, e.g. 5m' }),
   AUDIT_PURPOSES: list(DEFAULT_PURPOSES.join(',')).pipe(

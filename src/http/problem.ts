@@ -13,6 +13,8 @@ export const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: strin
   unauthorized: { status: 401, title: 'Unauthorized' },
   insufficient_scope: { status: 403, title: 'Insufficient scope' },
   not_found: { status: 404, title: 'Not found' },
+  idempotency_in_flight: { status: 409, title: 'Request in flight' },
+  idempotency_key_reused: { status: 422, title: 'Idempotency key reused' },
   uri_too_long: { status: 414, title: 'URI too long' },
   headers_too_large: { status: 431, title: 'Request header fields too large' },
   payload_too_large: { status: 413, title: 'Payload too large' },

@@ -25,6 +25,21 @@ export const itemErrorSchema = z.object({ code: z.enum(['invalid_phone', 'invali
 
 export const bearerSecurity = [{ bearer: [] }];
 
+/** The headers of a write that may be retried safely; every other header passes through as it came. */
+export const idempotentHeaders = z.looseObject({
+  'idempotency-key': z
+    .string()
+    .regex(/^[\x21-\x7e]{1,255}$/)
+    .optional()
+    .describe('Makes a retry of this request safe: the same key with the same request, within 24 h, gets the first answer again and writes nothing more'),
+});
+
+/** What the three idempotent writes can answer besides their own codes. */
+export const IDEMPOTENT: ErrorCode[] = ['idempotency_in_flight', 'idempotency_key_reused'];
+
+/** Marks an answer given again for an Idempotency-Key. */
+export const REPLAYED_HEADER = 'idempotent-replayed';
+
 /** What every route can answer, whoever calls it: refused text, the IP's budget, overload, a failure. */
 const ANY_ROUTE: ErrorCode[] = ['invalid_request', 'unsupported_media_type', 'uri_too_long', 'headers_too_large', 'rate_limited', 'unavailable', 'internal_error'];
 /** What every authenticated route adds: the credential, its scopes, and the stated purpose. */
@@ -37,9 +52,11 @@ const STATUS_DESCRIPTIONS: Record<number, string> = {
   401: 'Missing, invalid or expired credential',
   403: 'The credential lacks the scope this call needs',
   404: 'No such resource in the caller’s tenant',
+  409: 'The first request with this Idempotency-Key is still being processed; retry after retry-after seconds',
   413: 'The request body is larger than the vault takes',
   414: 'The URL is longer than the vault takes',
   415: 'The body is not application/json in UTF-8',
+  422: 'This Idempotency-Key was used with another request',
   431: 'The request headers are larger than the vault takes',
   429: 'A rate limit or item budget is spent; retry after retry-after seconds',
   500: 'The vault failed; nothing was returned or changed',
@@ -101,7 +118,7 @@ export function createSchemaRegistry() {
       for (const status of [...new Set(codes.map((code) => PROBLEMS[code].status))].sort()) {
         responses[status] = {
           description: STATUS_DESCRIPTIONS[status]!,
-          ...(status === 429 || status === 503 ? { headers: retryAfter } : {}),
+          ...(status === 409 || status === 429 || status === 503 ? { headers: retryAfter } : {}),
           content: { 'application/problem+json': { schema } },
         };
       }

@@ -5,6 +5,7 @@ import { MasterKeySet, type MasterKey } from '../crypto/master-keys.js';
 import { loadAuditKey } from '../store/audit-key.js';
 import { createAuditLog } from '../store/audit-log.js';
 import { createAuditReads } from '../store/audit-reads.js';
+import { createIdempotencyStore } from '../store/idempotency.js';
 import type { Db } from '../store/db.js';
 import { createKeyAdministration, createKeysRepository } from '../store/keys-repository.js';
 import { createTokensStore } from '../store/tokens/hot.js';
@@ -36,6 +37,7 @@ export async function openVault(options: VaultOptions) {
     auditReads: createAuditReads(options.db),
     keyring: new Keyring(masterKeySet, createKeysRepository(options.db, auditLog), { maxEncryptions: options.keyMaxEncryptions }),
     tokens: createTokensStore(options.db, auditLog),
+    idempotency: createIdempotencyStore(options.db),
     maintenance: createTokenMaintenance(options.db),
     keyAdmin: createKeyAdministration(options.db),
     offload: options.offload ?? inlineOffload,

@@ -2,6 +2,7 @@ import { fingerprintNumber } from '../crypto/fingerprint.js';
 import { openNumber, sealNumber } from '../crypto/number-envelope.js';
 import { VaultError } from '../errors.js';
 import { destroyTenantKeys } from '../store/keys-repository.js';
+import type { IdempotencyStore } from '../store/idempotency.js';
 import type { TokenMaintenance } from '../store/tokens/maintenance.js';
 import { cliCaller, eventOf } from './caller.js';
 import type { VaultDeps } from './deps.js';
@@ -102,14 +103,20 @@ export async function rewrapMasterKeys(deps: VaultDeps): Promise<{ rewrapped: nu
   return { rewrapped };
 }
 
-/** Deletes expired tokens in short batches until none is left. */
-export async function sweep(maintenance: TokenMaintenance, batchSize = 1_000): Promise<number> {
-  let deleted = 0;
-  for (;;) {
-    const n = await maintenance.sweepExpired(batchSize);
-    deleted += n;
-    if (n < batchSize) return deleted;
-  }
+/** Deletes expired tokens and expired idempotency keys, in short batches until none is left. */
+export async function sweep(
+  stores: { maintenance: Pick<TokenMaintenance, 'sweepExpired'>; idempotency: Pick<IdempotencyStore, 'sweepExpired'> },
+  batchSize = 1_000,
+): Promise<{ tokens: number; idempotencyKeys: number }> {
+  const drain = async (sweepExpired: (limit: number) => Promise<number>) => {
+    let deleted = 0;
+    for (;;) {
+      const n = await sweepExpired(batchSize);
+      deleted += n;
+      if (n < batchSize) return deleted;
+    }
+  };
+  return { tokens: await drain((limit) => stores.maintenance.sweepExpired(limit)), idempotencyKeys: await drain((limit) => stores.idempotency.sweepExpired(limit)) };
 }
 
 /**

@@ -3,11 +3,13 @@ import { openNumber } from '../crypto/number-envelope.js';
 import { formatToken } from '../crypto/tokens.js';
 import { VaultError } from '../errors.js';
 import type { LineType } from '../phone/parse.js';
+import type { Transaction } from '../store/db.js';
 import type { Holder } from '../store/tokens/hot.js';
 import type { NewToken } from '../store/tokens/rows.js';
 import { sealRow, type ItemError, type PhoneInput, type Prepared, type SealedRow } from './bulk.js';
 import { eventOf, type Caller } from './caller.js';
 import type { VaultDeps } from './deps.js';
+import { runOnce, type Answer, type Once } from './idempotency.js';
 
 export type { ItemError, PhoneInput } from './bulk.js';
 
@@ -42,6 +44,47 @@ export async function tokenizeBatch(deps: VaultDeps, caller: Caller, inputs: Pho
   return store(deps, caller, await prepare(deps, caller, inputs, options), options);
 }
 
+const storedTokenized = (t: Tokenized) => ({ ...t, expiresAt: t.expiresAt?.toISOString() ?? null });
+const revivedTokenized = (t: ReturnType<typeof storedTokenized>): Tokenized => ({ ...t, expiresAt: t.expiresAt === null ? null : new Date(t.expiresAt) });
+
+const ONE: Answer<Tokenized> = { status: 201, toStored: storedTokenized, fromStored: (s) => revivedTokenized(s as ReturnType<typeof storedTokenized>), items: () => 1 };
+const BATCH: Answer<BatchOutcome[]> = {
+  status: 200,
+  toStored: (outcomes) => outcomes.map((o) => ('error' in o ? o : { index: o.index, tokenized: storedTokenized(o.tokenized) })),
+  fromStored: (stored) =>
+    (stored as Array<{ index: number; error: ItemError } | { index: number; tokenized: ReturnType<typeof storedTokenized> }>).map((o) =>
+      'error' in o ? o : { index: o.index, tokenized: revivedTokenized(o.tokenized) },
+    ),
+  items: (outcomes) => outcomes.length,
+};
+
+/** tokenize, once per Idempotency-Key (src/vault/idempotency.ts): a retry gets the first answer, nothing more is stored. */
+export async function tokenizeOnce(deps: VaultDeps, caller: Caller, input: PhoneInput, options: TokenizeOptions, key: string): Promise<{ value: Tokenized; replayed: boolean }> {
+  const once = { key, operation: 'tokenize', action: 'tokenize', request: { ...input, ...options } };
+  return tokenizeInTransaction(deps, caller, once, ONE, async (sink) => {
+    const prepared = await prepare(deps, caller, [input], options);
+    const [slot] = prepared.slots;
+    if (typeof slot !== 'number') throw new VaultError(slot!.code, slot!.detail);
+    return ((await store(deps, caller, prepared, options, sink))[0] as { tokenized: Tokenized }).tokenized;
+  });
+}
+
+/** tokenizeBatch, once per Idempotency-Key. */
+export async function tokenizeBatchOnce(deps: VaultDeps, caller: Caller, inputs: PhoneInput[], options: TokenizeOptions, key: string): Promise<{ value: BatchOutcome[]; replayed: boolean }> {
+  const once = { key, operation: 'tokenizeBatch', action: 'tokenize', request: { items: inputs, ...options } };
+  return tokenizeInTransaction(deps, caller, once, BATCH, async (sink) => store(deps, caller, await prepare(deps, caller, inputs, options), options, sink));
+}
+
+async function tokenizeInTransaction<T>(deps: VaultDeps, caller: Caller, once: Once, answer: Answer<T>, run: (sink: Sink) => Promise<T>) {
+  // The tenant's fingerprint key keys the hashes; a tenant's first request makes its keys, as any tokenize would.
+  const { fingerprintKey } = await deps.keyring.forWriting(caller.tenant, 0);
+  return runOnce(deps, caller, once, answer, fingerprintKey, async (tx) => {
+    const events: AuditEvent[] = [];
+    const value = await run(transactionSink(deps, caller.tenant, tx, events));
+    return { value, events };
+  });
+}
+
 /**
  * Parses and seals, inline or on a worker thread, under keys reserved for every input: the GCM budget may count
  * an invalid input's encryption that never happened, never the other way round.
@@ -55,13 +98,38 @@ async function prepare(deps: VaultDeps, caller: Caller, inputs: PhoneInput[], op
   return deps.offload.prepareRows(caller.tenant, inputs, keys, options.deterministic);
 }
 
-async function store(deps: VaultDeps, caller: Caller, { slots, rows }: Prepared, options: TokenizeOptions): Promise<BatchOutcome[]> {
+/** Where a tokenize's rows and events go: the hot path's shared statements, or an idempotent request's transaction. */
+interface Sink {
+  insert(rows: NewToken[], events: AuditEvent[]): Promise<Holder[]>;
+  /** The events of a request that stores no row (every item invalid). */
+  record(events: AuditEvent[]): Promise<void>;
+}
+
+const hotSink = (deps: VaultDeps, tenant: string): Sink => ({
+  insert: (rows, events) => deps.tokens.insert(tenant, rows, events),
+  record: async (events) => {
+    await deps.auditLog.commit(tenant, async () => ({ value: null, events }));
+  },
+});
+
+/** Rows inserted in `tx`, events collected for the transaction's own commit. */
+const transactionSink = (deps: VaultDeps, tenant: string, tx: Transaction, events: AuditEvent[]): Sink => ({
+  insert: async (rows, own) => {
+    events.push(...own);
+    return deps.tokens.insertWithin(tx, tenant, rows);
+  },
+  record: async (own) => {
+    events.push(...own);
+  },
+});
+
+async function store(deps: VaultDeps, caller: Caller, { slots, rows }: Prepared, options: TokenizeOptions, sink = hotSink(deps, caller.tenant)): Promise<BatchOutcome[]> {
   const expiresAt = options.ttlSeconds === undefined ? null : new Date(Date.now() + options.ttlSeconds * 1000);
   const events = [eventOf(caller, 'tokenize', slots.length)];
   let tokens: string[] = [];
-  if (rows.length === 0) await deps.auditLog.commit(caller.tenant, async () => ({ value: null, events }));
-  else if (options.deterministic) tokens = await storeDeterministic(deps, caller.tenant, rows, events);
-  else tokens = await storeRandom(deps, caller.tenant, rows, expiresAt, events);
+  if (rows.length === 0) await sink.record(events);
+  else if (options.deterministic) tokens = await storeDeterministic(deps, sink, caller.tenant, rows, events);
+  else tokens = await storeRandom(sink, rows, expiresAt, events);
   return slots.map((slot, index) => {
     if (typeof slot !== 'number') return { index, error: slot };
     const row = rows[slot]!;
@@ -80,9 +148,8 @@ const toNewToken = (row: SealedRow, deterministic: boolean, expiresAt: Date | nu
   expiresAt,
 });
 
-async function storeRandom(deps: VaultDeps, tenant: string, rows: SealedRow[], expiresAt: Date | null, events: AuditEvent[]): Promise<string[]> {
-  const holders = await deps.tokens.insert(
-    tenant,
+async function storeRandom(sink: Sink, rows: SealedRow[], expiresAt: Date | null, events: AuditEvent[]): Promise<string[]> {
+  const holders = await sink.insert(
     rows.map((row) => toNewToken(row, false, expiresAt)),
     events,
   );
@@ -96,7 +163,7 @@ async function storeRandom(deps: VaultDeps, tenant: string, rows: SealedRow[], e
  * sure it holds this number (a fingerprint is only a column); a winner erased between the insert and its read is
  * sealed again under a new id. The rows come one per number (src/vault/bulk.ts).
  */
-async function storeDeterministic(deps: VaultDeps, tenant: string, sealed: SealedRow[], firstEvents: AuditEvent[]): Promise<string[]> {
+async function storeDeterministic(deps: VaultDeps, sink: Sink, tenant: string, sealed: SealedRow[], firstEvents: AuditEvent[]): Promise<string[]> {
   const tokenOf = new Map<string, Buffer>();
   let pending = sealed;
   // The request's events go with its first insert; a second attempt is the same request and records nothing more.
@@ -106,8 +173,7 @@ async function storeDeterministic(deps: VaultDeps, tenant: string, sealed: Seale
       const keys = await deps.keyring.forWriting(tenant, pending.length);
       pending = pending.map((row) => sealRow(tenant, keys, row));
     }
-    const holders = await deps.tokens.insert(
-      tenant,
+    const holders = await sink.insert(
       pending.map((row) => toNewToken(row, true, null)),
       events,
     );

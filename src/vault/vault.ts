@@ -1,9 +1,9 @@
 import { listKeys, destroyKeyVersion, rotateKey } from './keys.js';
 import { detokenize } from './detokenize.js';
-import { eraseNumber, eraseToken } from './erase.js';
+import { eraseNumber, eraseNumberOnce, eraseToken } from './erase.js';
 import { lookup, tokenMetadata } from './lookup.js';
 import { readAudit, recordEvents } from './audit.js';
-import { tokenize, tokenizeBatch } from './tokenize.js';
+import { tokenize, tokenizeBatch, tokenizeBatchOnce, tokenizeOnce } from './tokenize.js';
 import type { VaultDeps } from './deps.js';
 
 /**
@@ -14,11 +14,14 @@ export function createVault(deps: VaultDeps) {
   return {
     tokenize: tokenize.bind(null, deps),
     tokenizeBatch: tokenizeBatch.bind(null, deps),
+    tokenizeOnce: tokenizeOnce.bind(null, deps),
+    tokenizeBatchOnce: tokenizeBatchOnce.bind(null, deps),
     detokenize: detokenize.bind(null, deps),
     lookup: lookup.bind(null, deps),
     tokenMetadata: tokenMetadata.bind(null, deps),
     eraseToken: eraseToken.bind(null, deps),
     eraseNumber: eraseNumber.bind(null, deps),
+    eraseNumberOnce: eraseNumberOnce.bind(null, deps),
     rotateKey: rotateKey.bind(null, deps),
     listKeys: listKeys.bind(null, deps),
     destroyKeyVersion: destroyKeyVersion.bind(null, deps),

@@ -76,7 +76,7 @@ describe('maintenance commands', () => {
     await tokenize(NUMBERS.gb.e164, 'acme', { ttlSeconds: 1 });
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const res = await run(['sweep'], `new:${newKey}`);
-    expect(res.out).toBe('sweep: deleted 1 expired token(s)');
+    expect(res.out).toBe('sweep: deleted 1 expired token(s) and 0 expired idempotency key(s)');
   });
 
   it('tenant destroy asks for --yes, then shreds the keys and rows of one tenant only', async () => {

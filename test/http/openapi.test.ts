@@ -109,7 +109,7 @@ describe('OpenAPI', () => {
     expect(specViolation('POST', '/v1/tokenize', answer(400, 'application/problem+json', problem('invalid_phone', 400)))).toBeNull();
     expect(specViolation('POST', '/v1/tokenize', answer(400, 'application/problem+json', problem('not_found', 400)))).toMatch(/allowed values/);
     expect(specViolation('POST', '/v1/tokenize', answer(400, 'application/json', problem('invalid_phone', 400)))).toMatch(/not a problem|declared/);
-    expect(specViolation('POST', '/v1/tokenize', answer(409, 'application/problem+json', problem('invalid_phone', 409)))).toMatch(/not declared/);
+    expect(specViolation('POST', '/v1/tokenize', answer(404, 'application/problem+json', problem('not_found', 404)))).toMatch(/not declared/);
     expect(specViolation('POST', '/v1/tokenize', answer(201, 'application/json', { token: 'x' }))).toMatch(/does not match/);
     expect(specViolation('GET', '/v1/tokens/pv_abc', answer(200, 'application/json', { token: 'x', country: null, lineType: 'mobile', deterministic: false, createdAt: 'yesterday', expiresAt: null }))).toMatch(/date-time/);
     expect(specViolation('GET', '/nowhere', answer(404, 'application/problem+json', problem('not_found', 404)))).toBeNull();

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { bearerSecurity, countryField, phoneField, tokenField, type SchemaRegistry } from '../schemas.js';
+import { bearerSecurity, countryField, IDEMPOTENT, idempotentHeaders, phoneField, REPLAYED_HEADER, tokenField, type SchemaRegistry } from '../schemas.js';
 
 export default async function eraseRoutes(fastify: FastifyInstance, { vault, schemas }: { vault: Vault; schemas: SchemaRegistry }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
@@ -39,15 +39,18 @@ export default async function eraseRoutes(fastify: FastifyInstance, { vault, sch
         summary: "Delete every token of one number in the caller's tenant (right to erasure)",
         tags: ['erasure'],
         security: bearerSecurity,
+        headers: idempotentHeaders,
         body: schemas.named('Erase', z.strictObject({ phone: phoneField, country: countryField.optional() })),
         response: {
           200: schemas.named('Erased', z.object({ erased: z.int().describe('Tokens deleted') }), 'The tokens of the number are gone'),
-          ...schemas.problems('eraseNumber', ['invalid_phone', 'invalid_country'], { body: true }),
+          ...schemas.problems('eraseNumber', ['invalid_phone', 'invalid_country', ...IDEMPOTENT], { body: true }),
         },
       },
     },
     async (request, reply) => {
-      const erased = await vault.eraseNumber(request.caller!, request.body);
+      const key = request.headers['idempotency-key'];
+      const { value: erased, replayed } = key ? await vault.eraseNumberOnce(request.caller!, request.body, key) : { value: await vault.eraseNumber(request.caller!, request.body), replayed: false };
+      if (replayed) reply.header(REPLAYED_HEADER, 'true');
       reply.itemCount = erased;
       return { erased };
     },

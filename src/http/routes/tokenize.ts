@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { bearerSecurity, countryField, itemErrorSchema, lineTypeField, phoneField, timestamp, ttlField, type SchemaRegistry } from '../schemas.js';
+import { bearerSecurity, countryField, IDEMPOTENT, idempotentHeaders, itemErrorSchema, lineTypeField, phoneField, REPLAYED_HEADER, timestamp, ttlField, type SchemaRegistry } from '../schemas.js';
 
 export interface TokenizeRoutesOptions {
   vault: Vault;
@@ -33,25 +33,30 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
         summary: 'Tokenize one phone number',
         tags: ['tokens'],
         security: bearerSecurity,
+        headers: idempotentHeaders,
         body: schemas.named(
           'Tokenize',
           z.strictObject({ phone: phoneField, country: countryField.optional(), deterministic: z.boolean().default(false), ttlSeconds: ttlField.optional() }),
         ),
-        response: { 201: schemas.named('Tokenized', tokenizedSchema, 'The token, and what is known of its number'), ...schemas.problems('tokenize', ['invalid_phone', 'invalid_country'], { body: true }) },
+        response: { 201: schemas.named('Tokenized', tokenizedSchema, 'The token, and what is known of its number'), ...schemas.problems('tokenize', ['invalid_phone', 'invalid_country', ...IDEMPOTENT], { body: true }) },
       },
     },
     async (request, reply) => {
       const { phone, country, deterministic, ttlSeconds } = request.body;
+      const key = request.headers['idempotency-key'];
       reply.itemCount = 1;
       let tokenized;
       try {
-        tokenized = await vault.tokenize(request.caller!, { phone, country }, { deterministic, ttlSeconds });
+        const input = { phone, country };
+        const options = { deterministic, ttlSeconds };
+        tokenized = key ? await vault.tokenizeOnce(request.caller!, input, options, key) : { value: await vault.tokenize(request.caller!, input, options), replayed: false };
       } catch (error) {
         app.metrics.tokenizeItems.inc({ outcome: 'rejected' });
         throw error;
       }
-      app.metrics.tokenizeItems.inc({ outcome: 'stored' });
-      return reply.code(201).send({ ...tokenized, expiresAt: tokenized.expiresAt?.toISOString() ?? null });
+      if (tokenized.replayed) reply.header(REPLAYED_HEADER, 'true');
+      else app.metrics.tokenizeItems.inc({ outcome: 'stored' });
+      return reply.code(201).send({ ...tokenized.value, expiresAt: tokenized.value.expiresAt?.toISOString() ?? null });
     },
   );
 
@@ -65,6 +70,7 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
         summary: 'Tokenize up to BATCH_MAX phone numbers; every valid one is stored, or none',
         tags: ['tokens'],
         security: bearerSecurity,
+        headers: idempotentHeaders,
         body: schemas.named(
           'TokenizeBatch',
           z.strictObject({ items: z.array(phoneItem).min(1).max(batchMax), deterministic: z.boolean().default(false), ttlSeconds: ttlField.optional() }),
@@ -82,17 +88,22 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
             }),
             'One result per item, in order: its token, or why that item was refused',
           ),
-          ...schemas.problems('tokenizeBatch', [], { body: true }),
+          ...schemas.problems('tokenizeBatch', IDEMPOTENT, { body: true }),
         },
       },
     },
     async (request, reply) => {
       const { items, deterministic, ttlSeconds } = request.body;
+      const key = request.headers['idempotency-key'];
       reply.itemCount = items.length;
-      const outcomes = await vault.tokenizeBatch(request.caller!, items, { deterministic, ttlSeconds });
-      const rejected = outcomes.filter((outcome) => 'error' in outcome).length;
-      app.metrics.tokenizeItems.inc({ outcome: 'stored' }, outcomes.length - rejected);
-      app.metrics.tokenizeItems.inc({ outcome: 'rejected' }, rejected);
+      const options = { deterministic, ttlSeconds };
+      const { value: outcomes, replayed } = key ? await vault.tokenizeBatchOnce(request.caller!, items, options, key) : { value: await vault.tokenizeBatch(request.caller!, items, options), replayed: false };
+      if (replayed) reply.header(REPLAYED_HEADER, 'true');
+      else {
+        const rejected = outcomes.filter((outcome) => 'error' in outcome).length;
+        app.metrics.tokenizeItems.inc({ outcome: 'stored' }, outcomes.length - rejected);
+        app.metrics.tokenizeItems.inc({ outcome: 'rejected' }, rejected);
+      }
       return {
         results: outcomes.map((outcome) =>
           'error' in outcome

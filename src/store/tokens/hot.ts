@@ -5,7 +5,8 @@ import { TOKEN_ID_BYTES } from '../../crypto/tokens.js';
 import { auditedStatement } from '../audit-append.js';
 import type { AuditLog } from '../audit-log.js';
 import { createBatcher } from '../batcher.js';
-import type { Db } from '../db.js';
+import type { Db, Queryable, Transaction } from '../db.js';
+import { bind } from '../sql.js';
 import { packedAt, packFixed } from '../packed.js';
 import type { EnvelopeRow, NewToken, SealedToken } from './rows.js';
 
@@ -115,43 +116,54 @@ const keyOf = (bytes: Buffer) => bytes.toString('latin1');
  * Each job still gets exactly its own rows back, and a job's rows are always in one statement, so each request's
  * batch is stored whole or not at all, and never without its event.
  */
+/** The insert's named values for a flush's rows, packed. */
+function insertValues(tenant: string, rows: NewToken[]) {
+  const envelopeWidth = rows[0]?.envelope.length ?? 0;
+  return {
+    tenant,
+    token_ids: packFixed(rows.map((r) => r.tokenId), TOKEN_ID_BYTES),
+    key_versions: rows.map((r) => r.keyVersion),
+    envelopes: packFixed(rows.map((r) => r.envelope), envelopeWidth),
+    envelope_width: envelopeWidth,
+    fingerprints: packFixed(rows.map((r) => r.fingerprint), FINGERPRINT_BYTES),
+    deterministic: rows.map((r) => r.deterministic),
+    countries: rows.map((r) => r.country),
+    line_types: rows.map((r) => r.lineType),
+    expiries: rows.map((r) => r.expiresAt),
+  };
+}
+
+/** Per row, its holder (src/store/tokens/rows.ts): itself if stored, else a deterministic winner read once committed. */
+async function holdersOf(q: Queryable, tenant: string, rows: NewToken[], inserted: Array<{ token_id: Buffer }>): Promise<Holder[]> {
+  const stored = new Set(inserted.map((row) => keyOf(row.token_id)));
+  const lost = rows.filter((row) => row.deterministic && !stored.has(keyOf(row.tokenId))).map((row) => row.fingerprint);
+  const holders =
+    lost.length > 0
+      ? await q.query<{ token_id: Buffer; key_version: number; envelope: Buffer; fingerprint: Buffer }>(DETERMINISTIC_HOLDERS, [tenant, lost], { prepare: 'pv_deterministic_holders' })
+      : { rows: [] };
+  const byFingerprint = new Map(holders.rows.map((row) => [keyOf(row.fingerprint), row]));
+  return rows.map((row): Holder => {
+    if (stored.has(keyOf(row.tokenId))) return row;
+    const holder = row.deterministic ? byFingerprint.get(keyOf(row.fingerprint)) : undefined;
+    return holder ? { tokenId: holder.token_id, keyVersion: holder.key_version, envelope: holder.envelope, fingerprint: holder.fingerprint } : null;
+  });
+}
+
+/**
+ * The hot paths, audited: concurrent inserts of one tenant share one transaction and one commit, and concurrent
+ * reads one read, each with its requests' audit events appended in the same transaction (src/store/audit-log.ts).
+ * Each job still gets exactly its own rows back, and a job's rows are always in one statement, so each request's
+ * batch is stored whole or not at all, and never without its event.
+ */
 export function createTokensStore(db: Db, auditLog: AuditLog) {
   const insertBatch = createBatcher<InsertJob, Holder[]>(
     async (tenant, jobs) => {
       const rows = jobs.flatMap((job) => job.rows);
-      const envelopeWidth = rows[0]?.envelope.length ?? 0;
-      const inserted = await auditLog.execute(
-        tenant,
-        jobs.flatMap((job) => job.events),
-        INSERT_TOKENS,
-        {
-          tenant,
-          token_ids: packFixed(rows.map((r) => r.tokenId), TOKEN_ID_BYTES),
-          key_versions: rows.map((r) => r.keyVersion),
-          envelopes: packFixed(rows.map((r) => r.envelope), envelopeWidth),
-          envelope_width: envelopeWidth,
-          fingerprints: packFixed(rows.map((r) => r.fingerprint), FINGERPRINT_BYTES),
-          deterministic: rows.map((r) => r.deterministic),
-          countries: rows.map((r) => r.country),
-          line_types: rows.map((r) => r.lineType),
-          expiries: rows.map((r) => r.expiresAt),
-        },
-      );
-      const stored = new Set(inserted.rows.map((row) => keyOf(row.token_id)));
+      const inserted = await auditLog.execute(tenant, jobs.flatMap((job) => job.events), INSERT_TOKENS, insertValues(tenant, rows));
       // A deterministic row that was skipped has a winner: read once its insert is committed.
-      const lost = rows.filter((row) => row.deterministic && !stored.has(keyOf(row.tokenId))).map((row) => row.fingerprint);
-      const holders =
-        lost.length > 0
-          ? await db.query<{ token_id: Buffer; key_version: number; envelope: Buffer; fingerprint: Buffer }>(DETERMINISTIC_HOLDERS, [tenant, lost], { prepare: 'pv_deterministic_holders' })
-          : { rows: [] };
-      const byFingerprint = new Map(holders.rows.map((row) => [keyOf(row.fingerprint), row]));
-      return jobs.map((job) =>
-        job.rows.map((row): Holder => {
-          if (stored.has(keyOf(row.tokenId))) return row;
-          const holder = row.deterministic ? byFingerprint.get(keyOf(row.fingerprint)) : undefined;
-          return holder ? { tokenId: holder.token_id, keyVersion: holder.key_version, envelope: holder.envelope, fingerprint: holder.fingerprint } : null;
-        }),
-      );
+      const holders = await holdersOf(db, tenant, rows, inserted.rows);
+      let at = 0;
+      return jobs.map((job) => holders.slice(at, (at += job.rows.length)));
     },
     { tenantOf: (job) => job.tenant, sizeOf: (job) => job.rows.length, maxItems: 5_000, isolate: notStorage },
   );
@@ -181,6 +193,12 @@ export function createTokensStore(db: Db, auditLog: AuditLog) {
      * holder was erased between the insert and its read).
      */
     insert: (tenant: string, rows: NewToken[], events: AuditEvent[]): Promise<Holder[]> => insertBatch({ tenant, rows, events }),
+
+    /** The same insert, in a transaction of the caller's that commits the events (an idempotent request's). */
+    async insertWithin(tx: Transaction, tenant: string, rows: NewToken[]): Promise<Holder[]> {
+      const inserted = await tx.query<{ token_id: Buffer }>(INSERT_TOKENS.alone.text, bind(INSERT_TOKENS.alone, insertValues(tenant, rows)), { prepare: `${INSERT_TOKENS.name}_alone` });
+      return holdersOf(tx, tenant, rows, inserted.rows);
+    },
 
     /**
      * The sealed numbers of the tenant's live (unexpired) tokens among these distinct ids, in no particular order,
