@@ -21,6 +21,7 @@ import { createSchemaRegistry } from './http/schemas.js';
 import { errorHandler, PROBLEMS, sendProblem } from './http/problem.js';
 import refusals from './http/refusals.js';
 import requestState from './http/request-state.js';
+import apiKeyRoutes from './http/routes/api-keys.js';
 import auditRoutes from './http/routes/audit.js';
 import detokenizeRoutes from './http/routes/detokenize.js';
 import eraseRoutes from './http/routes/erase.js';
@@ -31,13 +32,14 @@ import tokenizeRoutes from './http/routes/tokenize.js';
 import { serializerCompiler } from './http/serializer.js';
 import throttle from './http/throttle.js';
 import type { Db } from './store/db.js';
+import { createApiKeyVerifier } from './vault/api-keys.js';
 import { openVault } from './vault/deps.js';
 import { keyStats, storageAnswers } from './vault/health.js';
 import { createOffload } from './vault/offload.js';
 import { createVault } from './vault/vault.js';
 
 export type AppConfig = Pick<Config, 'masterKeys' | 'keyMaxEncryptions' | 'keyRotationMinIntervalMs' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit' | 'audit'> &
-  Partial<Pick<Config, 'tls' | 'offloadThreads'>>;
+  Partial<Pick<Config, 'tls' | 'offloadThreads' | 'apiKeys'>>;
 
 export interface AppDeps {
   db: Db;
@@ -131,6 +133,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   });
   checkpointer = createCheckpointer({ key: vaultDeps.auditKey, logger: deps.logger, everyEvents: config.audit.checkpointEvents, intervalMs: config.audit.checkpointIntervalMs });
   const vault = createVault(vaultDeps);
+  const apiKeys = config.apiKeys ?? true;
 
   // Before any plugin or route is registered, so that every route, the plugins' own included, inherits them.
   app.setErrorHandler(errorHandler);
@@ -150,7 +153,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   });
 
   await app.register(requestState);
-  await app.register(auth, { jwt: config.jwt });
+  await app.register(auth, { jwt: config.jwt, apiKeys: apiKeys ? createApiKeyVerifier(vaultDeps.apiKeys, vaultDeps.apiKeyHashKey, deps.logger) : null });
   await app.register(throttle, { limits: config.rateLimits, redis: deps.redis });
   const schemas = createSchemaRegistry();
   await app.register(swagger, { openapi: OPENAPI_DOCUMENT, ...openapiTransforms(schemas.registry) });
@@ -184,6 +187,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   await app.register(eraseRoutes, { vault, schemas });
   await app.register(keysRoutes, { vault, schemas });
   await app.register(auditRoutes, { vault, schemas });
+  if (apiKeys) await app.register(apiKeyRoutes, { vault, schemas });
   app.get('/openapi.json', { schema: { hide: true }, onRequest: app.throttleByIp }, async () => app.swagger());
   return app;
 }

@@ -25,7 +25,7 @@ export interface Io {
  * The vault's dependencies for one command. `first` runs before the vault is opened (which records the master
  * key's check value and the audit key on a fresh database), so that a command refused there writes nothing.
  */
-async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>, first?: (db: Db) => Promise<void>): Promise<T> {
+export async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>, first?: (db: Db) => Promise<void>): Promise<T> {
   const config = loadMaintenanceConfig(env);
   // Maintenance pages take longer than a request: their statements get more time.
   const db = createPgDb({ connectionString: config.databaseUrl, max: 4, queryTimeoutMs: 60_000 });

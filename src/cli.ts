@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { apiKeyCommands } from './cli-apikeys.js';
 import {
   auditPruneCommand,
   auditSealCommand,
@@ -147,6 +148,8 @@ function program(env: Env, io: Io, run: (code: Promise<number> | number) => void
     .argument('<tenant>', 'the tenant')
     .option('--yes', 'really: nothing can bring them back', false)
     .action((tenant: string, options: { yes: boolean }) => run(destroyTenantCommand(tenant, options, env, io)));
+
+  apiKeyCommands(cli, env, io, run);
 
   const audit = cli.command('audit').description('the audit trail');
   audit

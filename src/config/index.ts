@@ -43,6 +43,8 @@ export interface Config {
   /** How often the process deletes expired tokens by itself; null leaves it to `phonevault sweep`. */
   sweepIntervalMs: number | null;
   audit: AuditConfig;
+  /** Whether `Bearer pvk_…` API keys are accepted and managed (`API_KEYS`, on by default). */
+  apiKeys: boolean;
 }
 
 const masterKey = required.transform((text, ctx) => {
@@ -77,6 +79,7 @@ const serveShape = z.object({
   OFFLOAD_THREADS: integer(Math.min(4, Math.max(0, availableParallelism() - 1)), 0, 64),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level' }).default('info'),
   MIGRATE_ON_START: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
+  API_KEYS: z.enum(['on', 'off'], { message: 'must be on or off' }).default('on'),
   SWEEP_INTERVAL: duration('10m')
     .transform((ms) => (ms === 0 ? null : ms))
     .refine((ms) => ms === null || ms >= 1_000, { message: 'must be a duration of at least 1s, e.g. 5m' }),
@@ -140,6 +143,7 @@ export function loadConfig(env: Env): Config {
     migrateOnStart: parsed.MIGRATE_ON_START === 'true',
     sweepIntervalMs: parsed.SWEEP_INTERVAL,
     audit: { purposes: new Set(parsed.AUDIT_PURPOSES), checkpointEvents: parsed.AUDIT_CHECKPOINT_EVENTS, checkpointIntervalMs: parsed.AUDIT_CHECKPOINT_INTERVAL },
+    apiKeys: parsed.API_KEYS === 'on',
   };
 }
 

@@ -9,8 +9,8 @@ export interface MasterKey {
   key: Buffer;
 }
 
-/** What a wrapped key is for; bound into its AAD. The audit key is the vault's own, under the tenant ''. */
-export type KeyPurpose = 'data' | 'fingerprint' | 'audit';
+/** What a wrapped key is for; bound into its AAD. The audit and API-key keys are the vault's own, under the tenant ''. */
+export type KeyPurpose = 'data' | 'fingerprint' | 'audit' | 'api-key';
 
 export interface WrappedKey {
   kekId: string;

@@ -4,6 +4,8 @@ import fp from 'fastify-plugin';
 import type { JwtConfig } from '../config/index.js';
 import { isVaultError, VaultError } from '../errors.js';
 import { isValidClient, isValidTenant, parseScopes, type Identity, type Scope } from '../identity.js';
+import { looksLikeApiKey } from '../crypto/api-key.js';
+import type { ApiKeyVerifier } from '../vault/api-keys.js';
 import { createIdentityCache } from './identity-cache.js';
 import { createJwksKeys } from './jwks.js';
 
@@ -22,6 +24,7 @@ const REALM = 'Bearer realm="phonevault"';
 /** Larger than any identity provider's access token; a longer header is refused unread. */
 export const MAX_CREDENTIAL_LENGTH = 8_192;
 const BEARER = /^Bearer ([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/i;
+const BEARER_API_KEY = /^Bearer (pvk_[0-9A-Za-z]{1,100})$/i;
 
 /** The 403 of RFC 6750: the challenge names the scopes that would do; the caller throws the error returned. */
 export function insufficientScope(reply: FastifyReply, anyOf: Scope[], detail: string): VaultError {
@@ -64,8 +67,9 @@ function identityOf(claims: Claims, jwt: JwtConfig): { identity: Identity; expir
   return { identity: { tenant, client: sub, scopes }, expiresAt: exp * 1000 };
 }
 
-async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
-  const { jwt } = options;
+/** With `apiKeys` (null when API_KEYS=off), a `Bearer pvk_…` credential is an API key and never tried as a JWT. */
+async function auth(app: FastifyInstance, options: { jwt: JwtConfig; apiKeys: ApiKeyVerifier | null }) {
+  const { jwt, apiKeys } = options;
   const { verification } = jwt;
   const jwks = verification.kind === 'jwks' ? createJwksKeys({ url: verification.jwksUrl, ttlMs: verification.refreshMs, minRefreshMs: verification.minRefreshMs }) : null;
   let secret;
@@ -91,6 +95,18 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
   app.decorate('identify', async (request: FastifyRequest) => {
     const header = request.headers.authorization;
     if (header === undefined) return;
+    const apiKey = BEARER_API_KEY.exec(header)?.[1];
+    if (apiKey !== undefined && looksLikeApiKey(apiKey)) {
+      if (!apiKeys) return;
+      try {
+        const identity = await apiKeys(apiKey);
+        if (identity) request.identity = identity;
+      } catch {
+        // The key could not be read: as with a JWKS out of reach, a 503 rather than a 401 that would look final.
+        request.identityUnavailable = true;
+      }
+      return;
+    }
     const token = bearerToken(header);
     if (!token) return;
     const cached = verified.get(token, stillTrusted);
@@ -114,7 +130,7 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig }) {
     if (request.identity) return;
     if (request.identityUnavailable) {
       reply.header('retry-after', '5');
-      throw new VaultError('unavailable', 'the token issuer keys cannot be fetched; retry shortly');
+      throw new VaultError('unavailable', 'the credential cannot be checked right now; retry shortly');
     }
     reply.header('www-authenticate', `${REALM}, error="invalid_token"`);
     throw new VaultError('unauthorized', 'a valid bearer token is required');

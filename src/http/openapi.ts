@@ -18,6 +18,7 @@ export const OPENAPI_DOCUMENT = {
     { name: 'tokens', description: 'Tokenize and detokenize phone numbers' },
     { name: 'erasure', description: 'Delete tokens and numbers' },
     { name: 'keys', description: "Data key rotation and destruction for the caller's tenant" },
+    { name: 'api-keys', description: "API keys for the caller's tenant, for services that cannot mint JWTs" },
     { name: 'audit', description: "The caller's tenant's append-only, hash-chained audit trail" },
     { name: 'operations', description: 'Liveness and readiness' },
   ],
@@ -26,8 +27,8 @@ export const OPENAPI_DOCUMENT = {
       bearer: {
         type: 'http' as const,
         scheme: 'bearer',
-        bearerFormat: 'JWT',
-        description: 'A JWT with exp, iss, aud, sub, tenant and a space-separated scope claim',
+        bearerFormat: 'JWT or pvk_ API key',
+        description: 'A JWT with exp, iat, iss, aud, sub, tenant and a space-separated scope claim, or an API key (`pvk_…`, from POST /v1/api-keys or `phonevault apikey create`)',
       },
     },
   },

@@ -3,21 +3,28 @@ import { KEY_BYTES } from '../crypto/aead.js';
 import type { MasterKeySet } from '../crypto/master-keys.js';
 import type { Queryable } from './db.js';
 
-// The audit key belongs to the vault, not to a tenant: no tenant id is empty, so '' can never collide with one.
+// The vault's own keys belong to no tenant: no tenant id is empty, so '' can never collide with one.
 const VAULT = '';
 
+/** The vault's own keys and their rows in `audit_keys` (migration 006 names the table's second use). */
+export const VAULT_KEYS = { audit: 1, 'api-key': 2 } as const;
+export type VaultKeyPurpose = keyof typeof VAULT_KEYS;
+
 /**
- * The key the audit chain and its checkpoints are signed under: random, made on the first start, stored only
- * wrapped by the master key (and re-wrapped with the data keys by `keys rewrap-master`).
+ * One of the vault's own keys (the audit chain's signing key, the API-key hashing key): random, made on the
+ * first start, stored only wrapped by the master key (and re-wrapped with the data keys by `keys rewrap-master`).
  */
-export async function loadAuditKey(db: Queryable, masterKeys: MasterKeySet): Promise<Buffer> {
-  const read = async () => (await db.query<{ kek_id: string; wrapped_key: Buffer }>('SELECT kek_id, wrapped_key FROM audit_keys WHERE id = 1')).rows[0];
+export async function loadVaultKey(db: Queryable, masterKeys: MasterKeySet, purpose: VaultKeyPurpose): Promise<Buffer> {
+  const id = VAULT_KEYS[purpose];
+  const read = async () => (await db.query<{ kek_id: string; wrapped_key: Buffer }>('SELECT kek_id, wrapped_key FROM audit_keys WHERE id = $1', [id])).rows[0];
   let row = await read();
   if (!row) {
-    const wrapped = masterKeys.wrap(VAULT, 'audit', 1, randomBytes(KEY_BYTES));
-    await db.query('INSERT INTO audit_keys (id, kek_id, wrapped_key) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING', [wrapped.kekId, wrapped.blob]);
+    const wrapped = masterKeys.wrap(VAULT, purpose, 1, randomBytes(KEY_BYTES));
+    await db.query('INSERT INTO audit_keys (id, kek_id, wrapped_key) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING', [id, wrapped.kekId, wrapped.blob]);
     row = await read();
-    if (!row) throw new Error('the audit key vanished right after creation');
+    if (!row) throw new Error(`the ${purpose} key vanished right after creation`);
   }
-  return masterKeys.unwrap(VAULT, 'audit', 1, { kekId: row.kek_id, blob: row.wrapped_key });
+  return masterKeys.unwrap(VAULT, purpose, 1, { kekId: row.kek_id, blob: row.wrapped_key });
 }
+
+export const loadAuditKey = (db: Queryable, masterKeys: MasterKeySet) => loadVaultKey(db, masterKeys, 'audit');

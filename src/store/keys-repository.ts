@@ -3,6 +3,7 @@ import type { DataKeyState } from '../crypto/keyring.js';
 import type { KeyPurpose, WrappedKey } from '../crypto/master-keys.js';
 import type { AuditLog } from './audit-log.js';
 import type { Db, Queryable } from './db.js';
+import { VAULT_KEYS, type VaultKeyPurpose } from './audit-key.js';
 
 /** The keyring's storage; a rotation commits its audit event with it, or does not happen. */
 export function createKeysRepository(db: Db, auditLog: AuditLog): KeyStore {
@@ -197,7 +198,7 @@ export function createKeyAdministration(db: Db) {
       return (await db.query('SELECT 1 FROM tenant_keys WHERE tenant_id = $1', [tenant])).rowCount > 0;
     },
 
-    /** Every wrapped key (fingerprint, data and the vault's audit key) not wrapped by the master key `kekId`. */
+    /** Every wrapped key (fingerprint, data and the vault's own keys) not wrapped by the master key `kekId`. */
     async wrappedNotUnder(kekId: string): Promise<WrappedKeyRow[]> {
       const result = await db.query<{ tenant_id: string; purpose: KeyPurpose; version: number; kek_id: string; blob: Buffer }>(
         `SELECT tenant_id, 'fingerprint' AS purpose, 0 AS version, fingerprint_kek_id AS kek_id, fingerprint_key AS blob
@@ -205,7 +206,7 @@ export function createKeyAdministration(db: Db) {
          UNION ALL
          SELECT tenant_id, 'data', version, kek_id, wrapped_key FROM data_keys WHERE kek_id IS NOT NULL AND kek_id <> $1
          UNION ALL
-         SELECT '', 'audit', 1, kek_id, wrapped_key FROM audit_keys WHERE kek_id <> $1`,
+         SELECT '', CASE id WHEN 1 THEN 'audit' ELSE 'api-key' END, 1, kek_id, wrapped_key FROM audit_keys WHERE kek_id <> $1`,
         [kekId],
       );
       return result.rows.map((row) => ({ tenant: row.tenant_id, purpose: row.purpose, version: row.version, wrapped: { kekId: row.kek_id, blob: row.blob } }));
@@ -218,7 +219,7 @@ export function createKeyAdministration(db: Db) {
           ? ['UPDATE tenant_keys SET fingerprint_kek_id = $3, fingerprint_key = $4 WHERE tenant_id = $1 AND fingerprint_kek_id = $2', [row.tenant, row.wrapped.kekId, next.kekId, next.blob]]
           : row.purpose === 'data'
             ? ['UPDATE data_keys SET kek_id = $4, wrapped_key = $5 WHERE tenant_id = $1 AND version = $2 AND kek_id = $3', [row.tenant, row.version, row.wrapped.kekId, next.kekId, next.blob]]
-            : ['UPDATE audit_keys SET kek_id = $2, wrapped_key = $3 WHERE id = 1 AND kek_id = $1', [row.wrapped.kekId, next.kekId, next.blob]];
+            : ['UPDATE audit_keys SET kek_id = $2, wrapped_key = $3 WHERE id = $4 AND kek_id = $1', [row.wrapped.kekId, next.kekId, next.blob, VAULT_KEYS[row.purpose as VaultKeyPurpose]]];
       return (await db.query(sql, values)).rowCount === 1;
     },
   };

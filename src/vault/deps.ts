@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { ChainLink } from '../audit/chain.js';
 import { Keyring } from '../crypto/keyring.js';
 import { MasterKeySet, type MasterKey } from '../crypto/master-keys.js';
-import { loadAuditKey } from '../store/audit-key.js';
+import { createApiKeysStore } from '../store/api-keys.js';
+import { loadAuditKey, loadVaultKey } from '../store/audit-key.js';
 import { createAuditLog } from '../store/audit-log.js';
 import { createAuditReads } from '../store/audit-reads.js';
 import { createIdempotencyStore } from '../store/idempotency.js';
@@ -35,6 +36,8 @@ export async function openVault(options: VaultOptions) {
     auditKey,
     auditLog,
     auditReads: createAuditReads(options.db),
+    apiKeys: createApiKeysStore(options.db),
+    apiKeyHashKey: await loadVaultKey(options.db, masterKeySet, 'api-key'),
     keyring: new Keyring(masterKeySet, createKeysRepository(options.db, auditLog), { maxEncryptions: options.keyMaxEncryptions }),
     tokens: createTokensStore(options.db, auditLog),
     idempotency: createIdempotencyStore(options.db),

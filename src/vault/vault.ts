@@ -1,3 +1,4 @@
+import { createApiKey, listApiKeys, revokeApiKey } from './api-keys.js';
 import { listKeys, destroyKeyVersion, rotateKey } from './keys.js';
 import { detokenize } from './detokenize.js';
 import { eraseNumber, eraseNumberOnce, eraseToken } from './erase.js';
@@ -25,6 +26,9 @@ export function createVault(deps: VaultDeps) {
     rotateKey: rotateKey.bind(null, deps),
     listKeys: listKeys.bind(null, deps),
     destroyKeyVersion: destroyKeyVersion.bind(null, deps),
+    createApiKey: createApiKey.bind(null, deps),
+    listApiKeys: listApiKeys.bind(null, deps),
+    revokeApiKey: revokeApiKey.bind(null, deps),
     readAudit: readAudit.bind(null, deps),
     recordEvents: recordEvents.bind(null, deps),
   };

@@ -105,6 +105,6 @@ export default async function setup(project: TestProject) {
       console.error(`leak scan FAILED: the test run's logs contain ${leaks.join(', ')}`);
       return;
     }
-    console.log(`leak scan: ${lines} log lines, no phone number and no JWT`);
+    console.log(`leak scan: ${lines} log lines, no phone number, no JWT and no API key`);
   };
 }

@@ -21,6 +21,9 @@ export const ALL_SPELLINGS = Object.values(NUMBERS).flatMap(spellingsOf);
 /** Any compact JWT: header and payload are base64url JSON objects. */
 export const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/;
 
+/** An API key, or a fragment long enough to be one's secret. */
+export const API_KEY_PATTERN = /pvk_[0-9A-Za-z]{16,}/;
+
 /** Anything shaped like an E.164 number, whichever test sent it. */
 export const E164_PATTERN = /\+\d{7,15}/;
 
@@ -28,5 +31,6 @@ export function findLeaks(text: string): string[] {
   const leaks = ALL_SPELLINGS.filter((spelling) => text.includes(spelling));
   if (E164_PATTERN.test(text)) leaks.push('an E.164 number');
   if (JWT_PATTERN.test(text)) leaks.push('a JWT');
+  if (API_KEY_PATTERN.test(text)) leaks.push('an API key');
   return leaks;
 }

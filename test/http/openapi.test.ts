@@ -42,6 +42,8 @@ describe('OpenAPI', () => {
     expect(Object.keys(committed.paths).sort()).toEqual([
       '/healthz',
       '/readyz',
+      '/v1/api-keys',
+      '/v1/api-keys/{id}',
       '/v1/audit',
       '/v1/detokenize',
       '/v1/erase',
@@ -55,7 +57,7 @@ describe('OpenAPI', () => {
     ]);
     expect(committed.servers.length).toBeGreaterThan(0);
     expect(committed.info.license.identifier).toBe('Apache-2.0');
-    expect(committed.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
+    expect(committed.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT or pvk_ API key' });
     const operations = Object.entries(committed.paths as Record<string, Record<string, Operation>>).flatMap(([path, methods]) =>
       Object.entries(methods).map(([method, operation]) => ({ path, method, ...operation })),
     );
