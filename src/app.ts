@@ -13,7 +13,7 @@ import type { Config } from './config/index.js';
 import { VaultError, type ErrorCode } from './errors.js';
 import auth from './http/auth.js';
 import guard from './http/guard.js';
-import { requestFault } from './http/hygiene.js';
+import { requestFault, type RequestFault } from './http/hygiene.js';
 import { VaultLogController } from './http/log-controller.js';
 import metrics from './http/metrics.js';
 import { OPENAPI_DOCUMENT, openapiTransforms } from './http/openapi.js';
@@ -67,6 +67,12 @@ function frameworkError(app: FastifyInstance, logController: VaultLogController)
   };
 }
 
+const FAULT_DETAILS: Record<RequestFault, string> = {
+  invalid_request: 'the request holds characters or headers the vault does not accept',
+  unsupported_media_type: 'send application/json in UTF-8',
+  expectation_failed: 'the vault meets no expectation but 100-continue',
+};
+
 const STATUS_LINES: Record<number, string> = { 400: 'Bad Request', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large' };
 
 /**
@@ -114,6 +120,9 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
     clientErrorHandler: clientError(deps.logger, (ip) => (app?.spendIpBudget ? app.spendIpBudget(ip) : Promise.resolve(true)), config.trustProxy.length > 0),
     ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
+  // Node answers an Expect other than 100-continue with a bare 417 of its own unless told otherwise: send such
+  // requests through the app, whose onRequest hook refuses them as the vault does everything else.
+  app.server.on('checkExpectation', (request, response) => app.routing(request, response));
   // JSON only: a text/plain body would otherwise reach validation as a string.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
@@ -145,7 +154,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
       reply.header('retry-after', '60');
       throw new VaultError('rate_limited', 'rate limit reached; retry later');
     }
-    throw new VaultError(fault, fault === 'unsupported_media_type' ? 'send application/json in UTF-8' : 'the request holds characters the vault does not accept');
+    throw new VaultError(fault, FAULT_DETAILS[fault]);
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

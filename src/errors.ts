@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'headers_too_large'
   | 'payload_too_large'
   | 'unsupported_media_type'
+  | 'expectation_failed'
   | 'rate_limited'
   | 'unavailable'
   | 'internal_error';

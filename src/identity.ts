@@ -12,16 +12,18 @@ export interface Identity {
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const CLIENT = /^[A-Za-z0-9][A-Za-z0-9._~:@|/+=-]{0,127}$/;
-// Hex of 16 digits or more with a letter among them (object ids, hashes, UUIDs): opaque ids, whatever digits
-// fall in them.
-const OPAQUE_HEX = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}/gi;
+// The shapes random ids come in (UUIDs; 24, 32, 40 or 64 hex digits: object ids, MD5, SHA-1, SHA-256), standing
+// alone between non-alphanumerics: opaque, whatever digits fall in them. Any other hex-looking text is read for
+// digits like the rest, so that `12015550123abcdef` or a UUID's tail glued to a number cannot hide one.
+const OPAQUE_HEX = /(?<![A-Za-z0-9])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}|[0-9a-f]{40}|[0-9a-f]{32}|[0-9a-f]{24})(?![A-Za-z0-9])/gi;
 // Groups of digits joined by one character each that is not a letter: 415_555_0123, x:415:555:0123, +1-415-…
 const DIGIT_GROUPS = /[0-9]+(?:[^A-Za-z0-9][0-9]+)*/g;
 
 /**
  * An identifier that is, or holds, a phone number: 7–15 digits in consecutive groups joined by single
  * separators, wherever they stand (`user-4155550123`, `tel4155550123`, `415_555_0123`). Such an identifier would
- * put a number into every log line and audit row of its caller, so it is refused. Left alone: opaque hex ids,
+ * put a number into every log line and audit row of its caller, so it is refused. Left alone: random ids of the
+ * usual shapes (OPAQUE_HEX),
  * shorter runs (`team-42`, `v1.2.3`) and runs longer than any E.164 number (numeric subjects of 16+ digits).
  * Only numbers written in digits can be seen: one spelled out or encoded is beyond any check.
  */

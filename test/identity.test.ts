@@ -30,6 +30,9 @@ describe('identifiers from credentials', () => {
       'tel:2015550123', 'sms|12015550123', '12015550123@phone', 'crm+12015550123', 'auth0|+447400123456', 'user/4915123456789',
       'crm_2015550123', 'x=2015550123', '~+33612345678', '201_555_0123', 'x:201:555:0123', 'a=+1=201=555=0123', 'user-2015550123',
       'a.12015550123', 'a+-12015550123', 'tel2015550123', 'a2015550123b', 'svc-2015550123-v2', '+1 (201) 555-0123',
+      // Hex-looking, but not a random id's shape, or glued to one: the digits are read.
+      '2015550123-aaaa-bbbb-cccc-dddddddddddd', '12015550123abcdef', '2015550123ffffff', '0000000000000000a2015550123',
+      '12015550123abcdefabcdefabcdefabcdef', 'x2015550123-5f7c8ec7c33c6c004bbafe82',
     ]) {
       expect(holdsPhoneNumber(phoneLike), phoneLike).toBe(true);
       expect(isValidClient(phoneLike), phoneLike).toBe(false);
@@ -48,9 +51,11 @@ describe('identifiers from credentials', () => {
     // Nearly every random UUID is a valid client id: only an all-digit one could read as a number.
     const uuids = Array.from({ length: 20_000 }, () => randomUUID());
     expect(uuids.filter((uuid) => !isValidClient(uuid)).length).toBeLessThanOrEqual(1);
-    // Object ids and hashes (16 hex characters or more, a letter among them) are opaque, whatever digits they hold.
-    const hexIds = Array.from({ length: 20_000 }, () => randomBytes(12).toString('hex'));
-    expect(hexIds.filter((id) => !isValidClient(id)).length).toBeLessThanOrEqual(1);
+    // Object ids and hashes (24, 32, 40 or 64 hex characters) are opaque, whatever digits they hold.
+    for (const bytes of [12, 16, 20, 32]) {
+      const hexIds = Array.from({ length: 5_000 }, () => randomBytes(bytes).toString('hex'));
+      expect(hexIds.filter((id) => !isValidClient(id) || !isValidClient(`auth0|${id}`)).length, `${bytes} bytes`).toBeLessThanOrEqual(1);
+    }
   });
 
   it('reads scopes as data: space-separated, bounded, safe text only', () => {

@@ -17,22 +17,45 @@ export interface Counters {
   spend(key: string, n: number, max: number, windowMs: number): Promise<Count & { allowed: boolean }>;
 }
 
-const MAX_KEYS = 100_000;
+/** Bounds per store: addresses apart from identified clients, so that a flood of addresses evicts only addresses. */
+const MAX_ADDRESSES = 100_000;
+const MAX_CLIENTS = 100_000;
+const ADDRESS = 'ip:';
 
-export function createMemoryCounters(now: () => number = Date.now): Counters {
-  const windows = new Map<string, { count: number; endsAt: number }>();
+interface Window {
+  count: number;
+  endsAt: number;
+}
+
+/** Windows by key in insertion order (which is start order), bounded: the oldest go first, in constant time. */
+function windowStore(maxKeys: number) {
+  const windows = new Map<string, Window>();
+  return {
+    get: (key: string) => windows.get(key),
+    open(key: string, window: Window, time: number) {
+      windows.delete(key);
+      for (const [oldest, w] of windows) {
+        // Expired ones first; then, full of live windows, the oldest goes, so that memory stays bounded.
+        if (w.endsAt > time && windows.size < maxKeys) break;
+        windows.delete(oldest);
+      }
+      windows.set(key, window);
+    },
+  };
+}
+
+export function createMemoryCounters(now: () => number = Date.now, limits = { addresses: MAX_ADDRESSES, clients: MAX_CLIENTS }): Counters {
+  // A flood of addresses (a botnet, an IPv6 prefix) must never evict a client's spent budget, and so reset it.
+  const addresses = windowStore(limits.addresses);
+  const clients = windowStore(limits.clients);
+  const storeOf = (key: string) => (key.startsWith(ADDRESS) ? addresses : clients);
+  const windows = { get: (key: string) => storeOf(key).get(key) };
   const windowOf = (key: string, windowMs: number) => {
     const time = now();
     let window = windows.get(key);
     if (!window || window.endsAt <= time) {
-      windows.delete(key);
-      if (windows.size >= MAX_KEYS) {
-        for (const [k, w] of windows) if (w.endsAt <= time) windows.delete(k);
-        // Still full of live windows: the oldest goes, so that memory stays bounded whatever the flood.
-        if (windows.size >= MAX_KEYS) windows.delete(windows.keys().next().value!);
-      }
       window = { count: 0, endsAt: time + windowMs };
-      windows.set(key, window);
+      storeOf(key).open(key, window, time);
     }
     return { window, time };
   };

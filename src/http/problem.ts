@@ -19,6 +19,7 @@ export const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: strin
   headers_too_large: { status: 431, title: 'Request header fields too large' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  expectation_failed: { status: 417, title: 'Expectation failed' },
   rate_limited: { status: 429, title: 'Too many requests' },
   unavailable: { status: 503, title: 'Service unavailable' },
   internal_error: { status: 500, title: 'Internal error' },

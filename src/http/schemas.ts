@@ -41,7 +41,7 @@ export const IDEMPOTENT: ErrorCode[] = ['idempotency_in_flight', 'idempotency_ke
 export const REPLAYED_HEADER = 'idempotent-replayed';
 
 /** What every route can answer, whoever calls it: refused text, the IP's budget, overload, a failure. */
-const ANY_ROUTE: ErrorCode[] = ['invalid_request', 'unsupported_media_type', 'uri_too_long', 'headers_too_large', 'rate_limited', 'unavailable', 'internal_error'];
+const ANY_ROUTE: ErrorCode[] = ['invalid_request', 'unsupported_media_type', 'expectation_failed', 'uri_too_long', 'headers_too_large', 'rate_limited', 'unavailable', 'internal_error'];
 /** What every authenticated route adds: the credential, its scopes, and the stated purpose. */
 const AUTHENTICATED: ErrorCode[] = ['unauthorized', 'insufficient_scope', 'invalid_purpose'];
 /** What a route that reads a body adds (DELETE included: Fastify parses a body sent with it). */
@@ -56,6 +56,7 @@ const STATUS_DESCRIPTIONS: Record<number, string> = {
   413: 'The request body is larger than the vault takes',
   414: 'The URL is longer than the vault takes',
   415: 'The body is not application/json in UTF-8',
+  417: 'An Expect header other than 100-continue',
   422: 'This Idempotency-Key was used with another request',
   431: 'The request headers are larger than the vault takes',
   429: 'A rate limit or item budget is spent; retry after retry-after seconds',

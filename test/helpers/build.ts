@@ -116,3 +116,6 @@ function checkAnswersAgainstSpec(app: FastifyInstance): void {
     });
   };
 }
+
+/** A fresh tenant or client name: random letters only, so that no run of digits in it can read as a phone number. */
+export const uniqueName = (prefix: string) => prefix + randomBytes(8).toString('hex').replace(/\d/g, (digit) => 'ghijklmnop'[Number(digit)]!);

@@ -29,7 +29,7 @@ describe('API keys', () => {
   it('are made once by an admin, stored only as a keyed hash, and call the vault as their name', async () => {
     const made = await newKey();
     expect(made.key).toMatch(/^pvk_[0-9A-Za-z]{60}$/);
-    const row = (await t.testDb.owner.query('SELECT * FROM api_keys WHERE id = $1', [made.id])).rows[0];
+    const row = (await t.testDb.owner.query('SELECT * FROM api_keys WHERE id = $1', [made.id])).rows[0]!;
     expect(row).toMatchObject({ tenant_id: 'keys', name: 'crm-sync', scopes: ['tokenize', 'detokenize:masked'], created_by: 'ops', revoked_at: null });
     const stored = JSON.stringify(row);
     expect(stored).not.toContain(made.key.slice(4, 40));
@@ -60,7 +60,7 @@ describe('API keys', () => {
   });
 
   it('give no more than their maker holds, and refuse bad requests with 400 and writing nothing', async () => {
-    const before = Number((await t.testDb.owner.query('SELECT count(*) AS n FROM api_keys')).rows[0].n);
+    const before = Number((await t.testDb.owner.query('SELECT count(*) AS n FROM api_keys')).rows[0]!.n);
     const adminOnly = await create({ name: 'escalate', scopes: ['detokenize'] }, admin('admin'));
     expect(adminOnly.statusCode).toBe(403);
     expect(adminOnly.json().code).toBe('insufficient_scope');
@@ -84,7 +84,7 @@ describe('API keys', () => {
       expect(answer.json().code).toBe('invalid_request');
       expect(answer.body).not.toContain('4155550123');
     }
-    expect(Number((await t.testDb.owner.query('SELECT count(*) AS n FROM api_keys')).rows[0].n)).toBe(before);
+    expect(Number((await t.testDb.owner.query('SELECT count(*) AS n FROM api_keys')).rows[0]!.n)).toBe(before);
   });
 
   it("are their tenant's only: another tenant's tokens, keys and revocations are out of reach", async () => {
@@ -145,7 +145,7 @@ describe('API keys', () => {
   it('are throttled on their own budget, and note their last use once, not once a request', async () => {
     const made = await newKey({ name: 'throttled' });
     expect((await tokenize(t, made.key)).statusCode).toBe(201);
-    const first = (await t.testDb.owner.query('SELECT last_used_at FROM api_keys WHERE id = $1', [made.id])).rows[0].last_used_at as Date | null;
+    const first = (await t.testDb.owner.query('SELECT last_used_at FROM api_keys WHERE id = $1', [made.id])).rows[0]!.last_used_at as Date | null;
     expect((await tokenize(t, made.key)).statusCode).toBe(201);
     const spent = await tokenize(t, made.key);
     expect(spent.statusCode).toBe(429);
@@ -153,7 +153,7 @@ describe('API keys', () => {
     // Another key of the tenant keeps its own budget.
     expect((await tokenize(t, (await newKey({ name: 'unthrottled' })).key)).statusCode).toBe(201);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const later = (await t.testDb.owner.query('SELECT last_used_at FROM api_keys WHERE id = $1', [made.id])).rows[0].last_used_at as Date | null;
+    const later = (await t.testDb.owner.query('SELECT last_used_at FROM api_keys WHERE id = $1', [made.id])).rows[0]!.last_used_at as Date | null;
     expect(later).not.toBeNull();
     if (first) expect(later!.getTime()).toBe(first.getTime());
   });

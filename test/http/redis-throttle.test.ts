@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RateLimitsConfig } from '../../src/config/index.js';
 import { parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { createRedis } from '../../src/store/redis.js';
-import { bearer, build, type TestApp } from '../helpers/build.js';
+import { bearer, build, uniqueName, type TestApp } from '../helpers/build.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
 import { NUMBERS } from '../helpers/numbers.js';
 
@@ -47,7 +47,7 @@ async function instance(url: string, rateLimits: RateLimitsConfig): Promise<Test
 }
 
 // Each run uses its own tenant, so that counters left in the shared Redis by earlier runs never interfere.
-const tenant = () => `t${randomBytes(8).toString('hex')}`;
+const tenant = () => uniqueName('t');
 
 describe('throttling shared through Redis', () => {
   it('two instances share one client budget', async () => {

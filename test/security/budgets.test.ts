@@ -5,7 +5,7 @@ import type { RateLimitsConfig } from '../../src/config/index.js';
 import { formatToken, newTokenId } from '../../src/crypto/tokens.js';
 import { createMemoryCounters, createRedisCounters } from '../../src/http/counters.js';
 import { createRedis } from '../../src/store/redis.js';
-import { bearer, build, testConfig, type TestApp } from '../helpers/build.js';
+import { bearer, build, testConfig, uniqueName, type TestApp } from '../helpers/build.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
 import { NUMBERS } from '../helpers/numbers.js';
 
@@ -47,7 +47,7 @@ async function app(withRedis: boolean): Promise<TestApp> {
  * and the 404 handler. Its own tenant and address each run, so that counters of other runs never count.
  */
 async function sequence(t: TestApp): Promise<number[]> {
-  const tenant = `b${randomBytes(8).toString('hex')}`;
+  const tenant = uniqueName('b');
   const remoteAddress = `127.${randomInt(1, 255)}.${randomInt(1, 255)}.${randomInt(1, 255)}`;
   const lookup = bearer({ tenant, sub: 'support', scope: 'lookup erase detokenize' });
   const missing = formatToken(newTokenId());
@@ -86,7 +86,7 @@ describe('budgets', () => {
 
   it('are kept in Redis under keys that name the class and the client', async () => {
     const t = await app(true);
-    const tenant = `k${randomBytes(8).toString('hex')}`;
+    const tenant = uniqueName('k');
     await t.app.inject({ method: 'POST', url: '/v1/lookup', headers: bearer({ tenant, sub: 'svc', scope: 'lookup' }), payload: { phone: NUMBERS.us.e164 } });
     const keys = await redis.keys(`phonevault:*${tenant}*`);
     expect(keys).toEqual([`phonevault:rl:lookup:${tenant.length}:${tenant}:svc`]);
@@ -110,10 +110,25 @@ describe('counters', () => {
   });
 });
 
+describe('in-process counters under a flood of addresses', () => {
+  it("keep a client's spent budget spent, however many addresses come after (they evict only each other)", async () => {
+    const counters = createMemoryCounters();
+    const client = 'items:detokenize:5:acme:extractor';
+    expect((await counters.spend(client, 10, 10, 3_600_000)).allowed).toBe(true);
+    expect((await counters.spend(client, 1, 10, 3_600_000)).allowed).toBe(false);
+    // More distinct addresses than the store holds, each with a live window, as from a botnet or an IPv6 prefix.
+    for (let i = 0; i < 102_000; i++) await counters.add(`ip:2001:db8::${i.toString(16)}`, 1, 60_000);
+    expect((await counters.spend(client, 1, 10, 3_600_000)).allowed).toBe(false);
+    // The address store stayed bounded: the first addresses were evicted and start afresh.
+    expect((await counters.add('ip:2001:db8::0', 1, 60_000)).count).toBe(1);
+    expect((await counters.add('ip:2001:db8::18e6f', 1, 60_000)).count).toBe(2);
+  });
+});
+
 describe('refusals', () => {
   it('are recorded as one row per client, action, outcome and minute, however many there were', async () => {
     const t = await app(false);
-    const tenant = `r${randomBytes(8).toString('hex')}`;
+    const tenant = uniqueName('r');
     const denied = bearer({ tenant, sub: 'nosy', scope: 'tokenize' });
     const throttled = bearer({ tenant, sub: 'greedy', scope: 'lookup' });
     await Promise.all(Array.from({ length: 200 }, () => t.app.inject({ method: 'POST', url: '/v1/detokenize', headers: denied, payload: { tokens: [formatToken(newTokenId())] } })));

@@ -70,6 +70,52 @@ describe('requests HTTP cannot parse', () => {
   });
 });
 
+describe('headers Node or a reader could take two ways', () => {
+  it('an Expect other than 100-continue is the vault\'s own 417, logged and spending the address budget; 100-continue is served', async () => {
+    const small = await build({ rateLimits: { ...testConfig().rateLimits, unauthenticated: { max: 2, windowMs: 60_000 } } });
+    try {
+      await small.app.listen({ host: '127.0.0.1', port: 0 });
+      const { port } = small.app.server.address() as AddressInfo;
+      const request = (expect: string) =>
+        Buffer.from(`POST /v1/tokenize HTTP/1.1\r\nhost: x\r\nexpect: ${expect}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}`, 'latin1');
+      for (const value of [NUMBERS.us.e164, '200-ok']) {
+        const res = await raw(port, request(value));
+        expect(res.status).toBe(417);
+        expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+        expect(res.headers['cache-control']).toBe('no-store');
+        expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+        expect(JSON.parse(res.body.replace(/^[0-9a-f]+\r\n|\r\n0\r\n$/g, ''))).toMatchObject({ status: 417, code: 'expectation_failed' });
+        expect(res.body).not.toContain(NUMBERS.us.digits);
+      }
+      expect((await raw(port, request('+1'))).status).toBe(429);
+      expect(small.logs.filter((line) => line.msg === 'request' && line.status === 417)).toHaveLength(2);
+    } finally {
+      await small.close();
+    }
+    // 100-continue is HTTP's own, and is served (here refused for want of a credential, as any call would be).
+    const res = await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { expect: '100-continue' }, payload: { phone: NUMBERS.us.e164 } });
+    expect(res.statusCode).toBe(401);
+  });
+
+  it('a second Content-Type or a second charset is refused, whichever comes first', async () => {
+    const payload = JSON.stringify({ phone: NUMBERS.us.e164 });
+    for (const type of ['application/json; charset=utf-8; charset=latin1', 'application/json; charset=latin1; charset=utf-8', 'application/json;charset=utf-8;charset="iso-8859-1"']) {
+      expectProblem(await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { ...admin, 'content-type': type }, payload }), 415, 'unsupported_media_type', [NUMBERS.us.e164]);
+    }
+    const { port } = await (async () => {
+      await t.app.listen({ host: '127.0.0.1', port: 0 });
+      return t.app.server.address() as AddressInfo;
+    })();
+    const twice = await raw(
+      port,
+      Buffer.from(`POST /v1/tokenize HTTP/1.1\r\nhost: x\r\nauthorization: ${admin.authorization}\r\ncontent-type: application/json\r\ncontent-type: text/plain\r\ncontent-length: ${payload.length}\r\nconnection: close\r\n\r\n${payload}`, 'latin1'),
+    );
+    expect(twice.status).toBe(400);
+    expect(twice.body).toContain('invalid_request');
+    expect(twice.body).not.toContain(NUMBERS.us.digits);
+  });
+});
+
 describe('framework errors', () => {
   it('answers an over-long path parameter with 414 uri_too_long, without the path', async () => {
     const path = `/v1/tokens/${NUMBERS.us.e164}${'9'.repeat(80)}`;
