@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 // A closed-loop load generator on node:http: `connections` keep-alive sockets, each sending its next request as
 // soon as the previous answer arrives, for `durationMs`. It shares the machine's cores with what it measures.
 import { execFile, execFileSync } from 'node:child_process';
@@ -106,7 +107,7 @@ export function wrkAvailable() {
   }
 }
 
-export async function wrkLoad({ baseUrl, connections, durationMs, makeRequest, items = 1, expectStatus, distinctBodies = 2000 }) {
+export async function wrkLoad({ baseUrl, connections, durationMs, makeRequest, items = 1, expectStatus, distinctBodies = 2000, uniqueHeader }) {
   const requests = Array.from({ length: distinctBodies }, (_, i) => makeRequest(i));
   const { path, headers = {} } = requests[0];
   const lua = [
@@ -115,7 +116,9 @@ export async function wrkLoad({ baseUrl, connections, durationMs, makeRequest, i
     '}',
     'local i = 0',
     `local headers = { ["Content-Type"] = "application/json"${Object.entries(headers).map(([k, v]) => `, ["${k}"] = "${v}"`).join('')} }`,
-    `request = function() i = i % #bodies + 1; return wrk.format("POST", "${path}", headers, bodies[i]) end`,
+    // A header with a value of its own per request (an Idempotency-Key), from a prefix of this run's own.
+    'local n = 0',
+    `request = function() i = i % #bodies + 1; n = n + 1;${uniqueHeader ? ` headers["${uniqueHeader}"] = "${randomUUID()}-" .. n;` : ''} return wrk.format("POST", "${path}", headers, bodies[i]) end`,
     'local bad = 0',
     `response = function(status) if status ~= ${expectStatus} then bad = bad + 1 end end`,
     'done = function(summary, latency)',

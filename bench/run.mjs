@@ -4,7 +4,7 @@
 // figures to bench/results/. Settings: BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_LARGE_ROWS, and
 // BENCH_ROUNDS (each round measures every baseline and then the vault; ratios are the medians of the rounds').
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import pg from 'pg';
@@ -86,6 +86,13 @@ try {
   const jwt = database.jwt();
   const headers = { authorization: `Bearer ${jwt}` };
   const seeded = await seedTokens(vault.url, jwt, 10_000);
+  const madeKey = await fetch(`${vault.url}/v1/api-keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${database.jwt('admin tokenize detokenize')}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench-key', scopes: ['tokenize', 'detokenize'] }),
+  });
+  if (madeKey.status !== 201) throw new Error(`making the bench API key answered ${madeKey.status}`);
+  const keyHeaders = { authorization: `Bearer ${(await madeKey.json()).key}` };
 
   // Each round measures every baseline and then the vault, so that a ratio compares figures taken minutes
   // apart at most; with several rounds, the ratios reported are the medians of the rounds' ratios.
@@ -119,6 +126,11 @@ try {
 
     note('vault detokenize @10k rows', await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
     note('vault tokenize', await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers, body: { phone: phone(i) } }) }));
+    // Issue 15's figures: an idempotent tokenize (a fresh key a request) and calls with an API key, beside the plain
+    // JWT calls of the same round.
+    note('vault tokenize idempotent', await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, uniqueHeader: 'idempotency-key', makeRequest: (i) => ({ path: '/v1/tokenize', headers: { ...headers, 'idempotency-key': randomUUID() }, body: { phone: phone(i) } }) }));
+    note('vault tokenize (API key)', await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers: keyHeaders, body: { phone: phone(i) } }) }));
+    note('vault detokenize (API key)', await warm(vault.child.pid, { baseUrl: vault.url, connections: CONNECTIONS, durationMs, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers: keyHeaders, body: { tokens: [seeded[(i * 7919) % seeded.length]] } }) }));
     note('vault batch tokenize 1000', await warm(vault.child.pid, { baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/tokenize/batch', headers, body: { items: Array.from({ length: BATCH }, (_, k) => ({ phone: phone(i * BATCH + k) })) } }) }));
     note('vault batch detokenize 1000', await warm(vault.child.pid, { baseUrl: vault.url, connections: BATCH_CONNECTIONS, durationMs, items: BATCH, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers, body: { tokens: Array.from({ length: BATCH }, (_, k) => seeded[(i * BATCH + k) % seeded.length]) } }) }));
     rounds.push(current);
