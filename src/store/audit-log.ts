@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { GENESIS_HASH, type AuditEvent, type ChainLink } from '../audit/chain.js';
 import { AuditUnavailable, StorageUnavailableError } from '../errors.js';
@@ -157,6 +158,30 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
    * with their events, or neither is. For the work of several statements (lookups, erasures, key operations).
    */
   function commit<T>(tenant: string, work: (tx: Transaction) => Promise<Recorded<T>>, commitOptions: { hot?: boolean } = {}): Promise<T> {
+    return oneAtATime(tenant, () => commitNow(tenant, work, commitOptions));
+  }
+
+  // A tenant's transactions all end on its head's lock. Run here one at a time, they wait in the process rather
+  // than in Postgres, each holding a pooled connection: 50 concurrent idempotent tokenizes of one tenant held the
+  // pool and ran into statement timeouts, and the breaker then answered 503 to every tenant.
+  const queues = new Map<string, Promise<void>>();
+  const inCommit = new AsyncLocalStorage<string>();
+  function oneAtATime<T>(tenant: string, run: () => Promise<T>): Promise<T> {
+    // Work that commits again for its own tenant (a key rotated mid-request) must not wait for itself.
+    if (inCommit.getStore() === tenant) return run();
+    const turn = (queues.get(tenant) ?? Promise.resolve()).then(() => inCommit.run(tenant, run));
+    const done = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    queues.set(tenant, done);
+    void done.then(() => {
+      if (queues.get(tenant) === done) queues.delete(tenant);
+    });
+    return turn;
+  }
+
+  function commitNow<T>(tenant: string, work: (tx: Transaction) => Promise<Recorded<T>>, commitOptions: { hot?: boolean }): Promise<T> {
     return withHead(tenant, { hot: commitOptions.hot ?? false, single: false }, async (tx, start) => {
       const from = 'known' in start ? Promise.resolve(start.known) : start.locked;
       const done = work(tx);

@@ -137,4 +137,15 @@ describe('Idempotency-Key', () => {
     expect(swept.idempotencyKeys).toBeGreaterThanOrEqual(5);
     expect(await count(`SELECT count(*) AS n FROM idempotency_keys WHERE tenant_id = 'idem'`)).toBe(0);
   });
+
+  it("keeps answering when many of one tenant's keyed writes come at once, and leaves other tenants' calls alone", async () => {
+    // Each keyed write is a transaction that ends on the tenant's audit head lock: queued in Postgres they held
+    // the pool until statements timed out, and the breaker then answered 503 to everyone.
+    const crowd = Array.from({ length: 120 }, (_, i) => post('/v1/tokenize', { phone: NUMBERS.us.e164 }, `crowd-${i}`, writer('crowd', 'idem-crowd')));
+    const bystander = t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: writer('other', 'idem-other'), payload: { phone: NUMBERS.gb.e164 } });
+    const answers = await Promise.all(crowd);
+    expect(answers.map((res) => res.statusCode)).toEqual(answers.map(() => 201));
+    expect((await bystander).statusCode).toBe(201);
+    expect(await tokensOf('idem-crowd')).toBe(120);
+  });
 });
