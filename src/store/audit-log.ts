@@ -9,6 +9,9 @@ import { bind } from './sql.js';
 export { AuditUnavailable } from '../errors.js';
 export { auditedStatement, type AuditedStatement } from './audit-append.js';
 
+// The longest a commit waits for the tenant's previous one in this process before going to Postgres anyway.
+const TURN_WAIT_MS = 1_000;
+
 /** What a piece of audited work gives back: its value, and the events that record it. */
 export interface Recorded<T> {
   value: T;
@@ -169,7 +172,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
   function oneAtATime<T>(tenant: string, run: () => Promise<T>): Promise<T> {
     // Work that commits again for its own tenant (a key rotated mid-request) must not wait for itself.
     if (inCommit.getStore() === tenant) return run();
-    const turn = (queues.get(tenant) ?? Promise.resolve()).then(() => inCommit.run(tenant, run));
+    const turn = turnAfter(queues.get(tenant)).then(() => inCommit.run(tenant, run));
     const done = turn.then(
       () => undefined,
       () => undefined,
@@ -179,6 +182,19 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
       if (queues.get(tenant) === done) queues.delete(tenant);
     });
     return turn;
+  }
+
+  /**
+   * The previous commit's end, or TURN_WAIT_MS, whichever comes first. Work can wait on a commit queued behind it
+   * by another way round (a rotation holds the keyring's per-tenant lock and waits here, while a lookup holds the
+   * turn and waits for that lock): past the bound, the two meet on Postgres's lock, whose timeouts end it, as before
+   * the queue existed, instead of waiting for ever in this process.
+   */
+  function turnAfter(previous: Promise<void> | undefined): Promise<void> {
+    if (!previous) return Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, TURN_WAIT_MS)));
+    return Promise.race([previous, bound]).finally(() => clearTimeout(timer));
   }
 
   function commitNow<T>(tenant: string, work: (tx: Transaction) => Promise<Recorded<T>>, commitOptions: { hot?: boolean }): Promise<T> {

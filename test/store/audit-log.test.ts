@@ -137,3 +137,27 @@ describe('the audit log', () => {
     ]);
   });
 });
+
+describe('commits of one tenant in one process', () => {
+  it('run one at a time, yet never wait for ever on a commit that waits on them', async () => {
+    const tenant = 'turns';
+    let started!: () => void;
+    const outerStarted = new Promise<void>((resolve) => (started = resolve));
+    // Queued behind the outer commit by a path of its own (as a rotation holding the keyring's lock would be),
+    // while the outer commit's work waits for it.
+    const inner = (async () => {
+      await outerStarted;
+      return audit.commit(tenant, async () => ({ value: 'inner', events: [event(tenant, 1)] }));
+    })();
+    const outer = audit.commit(tenant, async () => {
+      started();
+      return { value: await inner, events: [event(tenant, 2)] };
+    });
+    const settled = await Promise.race([outer.then(() => 'settled', () => 'settled'), new Promise((resolve) => setTimeout(() => resolve('stuck'), 10_000))]);
+    expect(settled).toBe('settled');
+    await inner.catch(() => undefined);
+    // Whatever failed failed whole: once a statement timeout's breaker has closed, the chain is intact.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect((await chainOf(tenant)).problem).toBeNull();
+  });
+});
