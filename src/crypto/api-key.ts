@@ -40,15 +40,18 @@ export interface ApiKeyParts {
   secret: Buffer;
 }
 
+/** The text of a key: parseApiKey's inverse. */
+export function formatApiKey(parts: ApiKeyParts): string {
+  const body = toBase62(BigInt(`0x${parts.id}${parts.secret.toString('hex')}`), BODY_CHARS);
+  return `${API_KEY_PREFIX}${body}${checksum(body)}`;
+}
+
 /** A new key: its text is shown once and never stored. */
 export function generateApiKey(): ApiKeyParts & { text: string } {
   const bytes = randomBytes(ID_BYTES + SECRET_BYTES);
-  const body = toBase62(BigInt(`0x${bytes.toString('hex')}`), BODY_CHARS);
-  return { id: bytes.subarray(0, ID_BYTES).toString('hex'), secret: bytes.subarray(ID_BYTES), text: `${API_KEY_PREFIX}${body}${checksum(body)}` };
+  const parts = { id: bytes.subarray(0, ID_BYTES).toString('hex'), secret: bytes.subarray(ID_BYTES) };
+  return { ...parts, text: formatApiKey(parts) };
 }
-
-/** Whether a bearer credential claims to be an API key (then it is never tried as a JWT). */
-export const looksLikeApiKey = (credential: string) => credential.startsWith(API_KEY_PREFIX);
 
 /** The id and secret of a well-formed key with a matching checksum; null for anything else. */
 export function parseApiKey(text: string): ApiKeyParts | null {

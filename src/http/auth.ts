@@ -4,7 +4,7 @@ import fp from 'fastify-plugin';
 import type { JwtConfig } from '../config/index.js';
 import { isVaultError, VaultError } from '../errors.js';
 import { isValidClient, isValidTenant, parseScopes, type Identity, type Scope } from '../identity.js';
-import { looksLikeApiKey } from '../crypto/api-key.js';
+import { API_KEY_PREFIX } from '../crypto/api-key.js';
 import type { ApiKeyVerifier } from '../vault/api-keys.js';
 import { createIdentityCache } from './identity-cache.js';
 import { createJwksKeys } from './jwks.js';
@@ -24,7 +24,8 @@ const REALM = 'Bearer realm="phonevault"';
 /** Larger than any identity provider's access token; a longer header is refused unread. */
 export const MAX_CREDENTIAL_LENGTH = 8_192;
 const BEARER = /^Bearer ([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/i;
-const BEARER_API_KEY = /^Bearer (pvk_[0-9A-Za-z]{1,100})$/i;
+// Any credential with the API keys' prefix is one (parseApiKey then checks its shape), never tried as a JWT.
+const BEARER_API_KEY = new RegExp(`^Bearer (${API_KEY_PREFIX}[0-9A-Za-z]{1,100})$`, 'i');
 
 /** The 403 of RFC 6750: the challenge names the scopes that would do; the caller throws the error returned. */
 export function insufficientScope(reply: FastifyReply, anyOf: Scope[], detail: string): VaultError {
@@ -96,7 +97,7 @@ async function auth(app: FastifyInstance, options: { jwt: JwtConfig; apiKeys: Ap
     const header = request.headers.authorization;
     if (header === undefined) return;
     const apiKey = BEARER_API_KEY.exec(header)?.[1];
-    if (apiKey !== undefined && looksLikeApiKey(apiKey)) {
+    if (apiKey !== undefined) {
       if (!apiKeys) return;
       try {
         const identity = await apiKeys(apiKey);

@@ -4,6 +4,7 @@ import { isSafeText } from '../text.js';
 
 const NOT_PLAIN = /[^\t\x20-\x7e]/;
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/gi;
+const UTF8 = /^utf-?8$/i;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** A URL component is acceptable when its percent-encoding decodes to valid UTF-8 that is safe text. */
@@ -47,7 +48,7 @@ export function requestFault(raw: IncomingMessage): RequestFault | null {
   // Node keeps the first of two Content-Types; a proxy or the next reader may keep the other.
   if (contentTypes > 1) return 'invalid_request';
   // Every charset named, not only the first: `charset=utf-8; charset=latin1` is not UTF-8 to every reader.
-  for (const [, charset] of (raw.headers['content-type'] ?? '').matchAll(CHARSET)) if (charset!.toLowerCase() !== 'utf-8' && charset!.toLowerCase() !== 'utf8') return 'unsupported_media_type';
+  for (const [, charset] of (raw.headers['content-type'] ?? '').matchAll(CHARSET)) if (!UTF8.test(charset!)) return 'unsupported_media_type';
   // Node would answer a bare 417 of its own (src/app.ts routes such requests here instead).
   const expect = raw.headers.expect;
   if (expect !== undefined && expect.trim().toLowerCase() !== '100-continue') return 'expectation_failed';

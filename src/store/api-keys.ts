@@ -79,11 +79,6 @@ export function createApiKeysStore(db: Db) {
       return raw ? infoOf(rowOf(raw)) : null;
     },
 
-    /** The tenant a key belongs to, for the command line's revocation by id alone. */
-    async tenantOf(id: string): Promise<string | null> {
-      return (await db.query<{ tenant_id: string }>('SELECT tenant_id FROM api_keys WHERE id = $1', [id])).rows[0]?.tenant_id ?? null;
-    },
-
     /** Notes a use, unless one was noted within the hour: a write per key an hour, not per request. */
     async touch(tenant: string, id: string): Promise<void> {
       await db.query(`UPDATE api_keys SET last_used_at = now() WHERE tenant_id = $1 AND id = $2 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 hour')`, [tenant, id]);

@@ -71,9 +71,9 @@ export async function listAllApiKeys(deps: VaultDeps, page: { after: string; lim
 
 /** The command line's revocation by id alone: the key's own tenant records it. */
 export async function revokeApiKeyById(deps: VaultDeps, caller: (tenant: string) => Caller, id: string): Promise<ApiKeyInfo> {
-  const tenant = await deps.apiKeys.tenantOf(id);
-  if (!tenant) throw new VaultError('not_found', 'no API key with this id');
-  return revokeApiKey(deps, caller(tenant), id);
+  const key = await deps.apiKeys.find(id);
+  if (!key) throw new VaultError('not_found', 'no API key with this id');
+  return revokeApiKey(deps, caller(key.tenant), id);
 }
 
 /** Revokes one of the tenant's live keys: every instance refuses it within REFRESH_MS. */

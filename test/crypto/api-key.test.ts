@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { API_KEY_LENGTH, apiKeyMatches, generateApiKey, hashApiKey, parseApiKey } from '../../src/crypto/api-key.js';
+import { API_KEY_LENGTH, apiKeyMatches, formatApiKey, generateApiKey, hashApiKey, parseApiKey } from '../../src/crypto/api-key.js';
 
 const hashKey = Buffer.alloc(32, 7);
 
@@ -13,6 +13,7 @@ describe('API keys', () => {
       expect(key.secret).toHaveLength(32);
       expect(key.id).toMatch(/^[0-9a-f]{16}$/);
       const parts = parseApiKey(key.text)!;
+      expect(formatApiKey(parts)).toBe(key.text);
       expect(parts.id).toBe(key.id);
       expect(parts.secret.equals(key.secret)).toBe(true);
       seen.add(key.secret.toString('hex'));

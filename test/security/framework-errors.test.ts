@@ -37,12 +37,20 @@ function raw(port: number, bytes: Buffer): Promise<{ status: number; headers: Re
   });
 }
 
+/** An app of its own with an address budget of `max`, listening on a port of its own while `use` runs. */
+async function listening(max: number, use: (small: TestApp, port: number) => Promise<void>): Promise<void> {
+  const small = await build({ rateLimits: { ...testConfig().rateLimits, unauthenticated: { max, windowMs: 60_000 } } });
+  try {
+    await small.app.listen({ host: '127.0.0.1', port: 0 });
+    await use(small, (small.app.server.address() as AddressInfo).port);
+  } finally {
+    await small.close();
+  }
+}
+
 describe('requests HTTP cannot parse', () => {
   it('are answered as problems with a request id, never echoed, and spend the address budget', async () => {
-    const small = await build({ rateLimits: { ...testConfig().rateLimits, unauthenticated: { max: 3, windowMs: 60_000 } } });
-    try {
-      await small.app.listen({ host: '127.0.0.1', port: 0 });
-      const { port } = small.app.server.address() as AddressInfo;
+    await listening(3, async (small, port) => {
       const malformed = [
         Buffer.from(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-phone: ${NUMBERS.us.e164}\u0000\r\n\r\n`, 'latin1'),
         Buffer.concat([Buffer.from('GET /v1/tokens/'), Buffer.from([0xff, 0xfe]), Buffer.from(`${NUMBERS.us.digits} HTTP/1.1\r\nhost: x\r\n\r\n`)]),
@@ -64,18 +72,13 @@ describe('requests HTTP cannot parse', () => {
       expect(JSON.parse(spent.body).code).toBe('rate_limited');
       expect((await fetch(`http://127.0.0.1:${port}/nowhere`)).status).toBe(429);
       expect(small.logs.filter((line) => line.msg === 'malformed request')).toHaveLength(4);
-    } finally {
-      await small.close();
-    }
+    });
   });
 });
 
 describe('headers Node or a reader could take two ways', () => {
   it('an Expect other than 100-continue is the vault\'s own 417, logged and spending the address budget; 100-continue is served', async () => {
-    const small = await build({ rateLimits: { ...testConfig().rateLimits, unauthenticated: { max: 2, windowMs: 60_000 } } });
-    try {
-      await small.app.listen({ host: '127.0.0.1', port: 0 });
-      const { port } = small.app.server.address() as AddressInfo;
+    await listening(2, async (small, port) => {
       const request = (expect: string) =>
         Buffer.from(`POST /v1/tokenize HTTP/1.1\r\nhost: x\r\nexpect: ${expect}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}`, 'latin1');
       for (const value of [NUMBERS.us.e164, '200-ok']) {
@@ -89,9 +92,7 @@ describe('headers Node or a reader could take two ways', () => {
       }
       expect((await raw(port, request('+1'))).status).toBe(429);
       expect(small.logs.filter((line) => line.msg === 'request' && line.status === 417)).toHaveLength(2);
-    } finally {
-      await small.close();
-    }
+    });
     // 100-continue is HTTP's own, and is served (here refused for want of a credential, as any call would be).
     const res = await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { expect: '100-continue' }, payload: { phone: NUMBERS.us.e164 } });
     expect(res.statusCode).toBe(401);
