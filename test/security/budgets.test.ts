@@ -1,4 +1,6 @@
 import { randomBytes, randomInt } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RateLimitsConfig } from '../../src/config/index.js';
@@ -107,6 +109,66 @@ describe('counters', () => {
     expect(shared).toMatchObject({ allowed: true, count: 1 });
     expect(Math.abs(memory!.resetMs - shared!.resetMs)).toBeLessThan(100);
     expect(memory!.resetMs).toBeGreaterThan(1_800);
+  });
+});
+
+describe('in-process counters, slots reused', () => {
+  /** Windows as plain objects, expired and then oldest evicted first: what the compact store must answer. */
+  function model(maxKeys: number) {
+    const windows = new Map<string, { count: number; endsAt: number }>();
+    return (key: string, n: number, windowMs: number, time: number, max?: number) => {
+      let window = windows.get(key);
+      if (max !== undefined && n > max && (!window || window.endsAt <= time)) return { allowed: false, count: 0, resetMs: windowMs };
+      if (!window || window.endsAt <= time) {
+        windows.delete(key);
+        for (const [oldest, w] of windows) {
+          if (w.endsAt > time && windows.size < maxKeys) break;
+          windows.delete(oldest);
+        }
+        window = { count: 0, endsAt: time + windowMs };
+        windows.set(key, window);
+      }
+      const allowed = max === undefined || window.count + n <= max;
+      if (allowed) window.count += n;
+      return { ...(max === undefined ? {} : { allowed }), count: window.count, resetMs: window.endsAt - time };
+    };
+  }
+
+  it('answer as windows held one object each would, through expiry, eviction and reuse', async () => {
+    let time = 1_000_000;
+    const counters = createMemoryCounters(() => time, { addresses: 4, clients: 6 });
+    const expected = model(6);
+    const expectedAddresses = model(4);
+    let seed = 7;
+    const random = (n: number) => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % n);
+    for (let step = 0; step < 20_000; step++) {
+      const address = random(3) === 0;
+      const key = address ? `ip:10.0.0.${random(9)}` : `rl:c${random(14)}`;
+      const windowMs = [1_000, 5_000, 60_000][random(3)]!;
+      const n = 1 + random(4);
+      time += random(5) === 0 ? random(4_000) : random(20);
+      const reference = address ? expectedAddresses : expected;
+      if (random(2) === 0) expect(await counters.add(key, n, windowMs), `step ${step}`).toEqual(reference(key, n, windowMs, time));
+      else expect(await counters.spend(key, n, 6, windowMs), `step ${step}`).toEqual(reference(key, n, windowMs, time, 6));
+    }
+  });
+});
+
+describe('in-process counters, full', () => {
+  it('hold 100,000 clients and 100,000 addresses in under 20 MB of heap (issue 14: windows held as objects took 26 MB)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const counters = createMemoryCounters();
+    for (let i = 0; i < 100_000; i++) {
+      await counters.add(`rl:tokenize:4:acme:client-${i}`, 1, 60_000);
+      await counters.add(`ip:2001:db8::${i.toString(16)}`, 1, 60_000);
+    }
+    gc();
+    const heapMb = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+    expect(heapMb).toBeLessThan(20);
+    expect((await counters.add('rl:tokenize:4:acme:client-0', 1, 60_000)).count).toBe(2);
   });
 });
 

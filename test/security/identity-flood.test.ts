@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli.js';
 import { bearerToken, MAX_CREDENTIAL_LENGTH } from '../../src/http/auth.js';
@@ -89,11 +90,12 @@ describe('a flood of distinct valid tokens of the largest accepted size', () => 
           } else if (Date.now() - started > 20_000) reject(new Error('vault did not start'));
         }, 20);
       });
-      // Each token as large as accepted: the header at MAX_CREDENTIAL_LENGTH, all distinct, all valid.
-      // One client, so that its refusals count in one audit row; the tokens differ in their jti.
+      // Each token as large as accepted: the header at MAX_CREDENTIAL_LENGTH, all distinct, all valid, each its
+      // own client, so that each holds a throttling window and a refusal row of its own as well as a cache entry.
       const sized = (i: number) => {
-        const bare = mintJwt({ sub: 'flood', jti: String(i).padStart(6, '0'), pad: '' });
-        return mintJwt({ sub: 'flood', jti: String(i).padStart(6, '0'), pad: 'p'.repeat(Math.floor(((MAX_CREDENTIAL_LENGTH - 'Bearer '.length - bare.length) * 3) / 4) - 2) });
+        const sub = `flood-${String(i).padStart(6, '0')}`;
+        const bare = mintJwt({ sub, pad: '' });
+        return mintJwt({ sub, pad: 'p'.repeat(Math.floor(((MAX_CREDENTIAL_LENGTH - 'Bearer '.length - bare.length) * 3) / 4) - 2) });
       };
       expect(`Bearer ${sized(0)}`.length).toBeLessThanOrEqual(MAX_CREDENTIAL_LENGTH);
       expect(`Bearer ${sized(0)}`.length).toBeGreaterThan(MAX_CREDENTIAL_LENGTH - 8);
@@ -128,9 +130,19 @@ describe('a flood of distinct valid tokens of the largest accepted size', () => 
       expect(child.exitCode).toBeNull();
       const peakMb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024;
       expect(peakMb).toBeLessThan(200);
-    } finally {
+      // Held per client and written early past their bound or at shutdown, no refusal went unrecorded.
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
+      const db = new pg.Client({ connectionString: database.url });
+      await db.connect();
+      const { rows } = await db.query<{ clients: number; items: number }>(`SELECT count(DISTINCT client)::int AS clients, sum(items)::int AS items FROM audit_events WHERE outcome = 'rejected' AND client LIKE 'flood-%'`);
+      await db.end();
+      expect(rows[0]).toEqual({ clients: TOKENS, items: TOKENS });
+    } finally {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((resolve) => child.once('exit', resolve));
+      }
       for (const line of output.split('\n').filter(Boolean)) recordLogLine(line);
       await database.drop();
     }
