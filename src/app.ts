@@ -10,6 +10,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createCheckpointer } from './audit/checkpointer.js';
 import type { Config } from './config/index.js';
+import type { KekSet } from './crypto/kek.js';
+import { openKeks } from './crypto/open-keks.js';
 import { VaultError, type ErrorCode } from './errors.js';
 import auth from './http/auth.js';
 import guard from './http/guard.js';
@@ -38,7 +40,7 @@ import { keyStats, storageAnswers } from './vault/health.js';
 import { createOffload } from './vault/offload.js';
 import { createVault } from './vault/vault.js';
 
-export type AppConfig = Pick<Config, 'masterKeys' | 'keyMaxEncryptions' | 'keyRotationMinIntervalMs' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit' | 'audit'> &
+export type AppConfig = Pick<Config, 'kek' | 'keyMaxEncryptions' | 'keyRotationMinIntervalMs' | 'jwt' | 'trustProxy' | 'rateLimits' | 'batchMax' | 'bodyLimit' | 'audit'> &
   Partial<Pick<Config, 'tls' | 'offloadThreads' | 'apiKeys'>>;
 
 export interface AppDeps {
@@ -46,6 +48,8 @@ export interface AppDeps {
   logger: Logger;
   /** Shared throttling counters; in-process counters when absent. */
   redis?: Redis | undefined;
+  /** KEKs opened by the caller (who closes them); opened from `config.kek` and closed with the app when absent. */
+  keks?: KekSet;
   /** Event-loop delay (ms) past which requests are shed with 503, and how often it is sampled. */
   loadShedding?: { maxEventLoopDelayMs: number; sampleIntervalMs: number };
 }
@@ -131,9 +135,11 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   const offload = createOffload({ threads: config.offloadThreads ?? 0, logger: deps.logger });
   app.addHook('onClose', () => offload.close());
   let checkpointer: ReturnType<typeof createCheckpointer> | null = null;
+  const keks = deps.keks ?? (await openKeks(config.kek, deps.logger));
+  if (!deps.keks) app.addHook('onClose', () => keks.close());
   const vaultDeps = await openVault({
     db: deps.db,
-    masterKeys: config.masterKeys,
+    keks,
     keyMaxEncryptions: config.keyMaxEncryptions,
     logger: deps.logger,
     offload,
@@ -182,7 +188,7 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
       sendProblem(reply, 'unavailable', 'the vault is overloaded; retry shortly');
     },
   });
-  await app.register(metrics, { keyMaxEncryptions: config.keyMaxEncryptions, pool: () => deps.db.stats(), keyStats: () => keyStats(vaultDeps) });
+  await app.register(metrics, { keyMaxEncryptions: config.keyMaxEncryptions, pool: () => deps.db.stats(), keyStats: () => keyStats(vaultDeps), keks: () => keks.health() });
   await app.register(guard, { purposes: config.audit.purposes });
   await app.register(refusals, { record: (events) => vault.recordEvents(events) });
   // After the refusals are recorded (onClose runs in registration order), the last heads go to the log.

@@ -3,6 +3,8 @@ import pino from 'pino';
 import { readCheckpoints } from './audit/checkpoint.js';
 import { describeProblem } from './audit/verify.js';
 import { ConfigError, loadMaintenanceConfig, type Env } from './config/index.js';
+import type { KekSet } from './crypto/kek.js';
+import { openKeks } from './crypto/open-keks.js';
 import { isVaultError, VaultError } from './errors.js';
 import { createPgDb, type Db } from './store/db.js';
 import { tenantExists } from './store/keys-repository.js';
@@ -29,11 +31,14 @@ export async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>
   const config = loadMaintenanceConfig(env);
   // Maintenance pages take longer than a request: their statements get more time.
   const db = createPgDb({ connectionString: config.databaseUrl, max: 4, queryTimeoutMs: 60_000 });
+  let keks: KekSet | undefined;
   try {
     await first?.(db);
-    await guardMasterKeys(db, config.masterKeys);
-    return await fn(await openVault({ db, masterKeys: config.masterKeys, keyMaxEncryptions: config.keyMaxEncryptions, logger: pino({ level: 'silent' }) }));
+    keks = await openKeks(config.kek);
+    await guardMasterKeys(db, keks);
+    return await fn(await openVault({ db, keks, keyMaxEncryptions: config.keyMaxEncryptions, logger: pino({ level: 'silent' }) }));
   } finally {
+    await keks?.close();
     await db.close();
   }
 }
@@ -66,8 +71,9 @@ export async function rewrapCommand(options: { tenant?: string; batchSize: numbe
 }
 
 export async function rewrapMasterCommand(env: Env, { out }: Io): Promise<number> {
-  const { rewrapped } = await withVault(env, (deps) => rewrapMasterKeys(deps));
-  out(`re-wrapped ${rewrapped} key(s) under the active master key; master keys no longer listed can now be removed`);
+  const { rewrapped, retired } = await withVault(env, (deps) => rewrapMasterKeys(deps));
+  const retiredText = retired.length > 0 ? `; no key is wrapped by ${retired.map((id) => `"${id}"`).join(', ')} any more (its check value was dropped): remove it from the configuration` : '';
+  out(`re-wrapped ${rewrapped} key(s) under the active master key${retiredText}`);
   return 0;
 }
 

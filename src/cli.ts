@@ -12,7 +12,8 @@ import {
   sweepCommand,
   type Io,
 } from './cli-maintenance.js';
-import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, parseDuration, type Env } from './config/index.js';
+import { ConfigError, loadConfig, loadDatabaseUrl, loadJwtSigning, loadPkcs11Settings, parseDuration, type Env } from './config/index.js';
+import { KekSetupError } from './crypto/kek.js';
 import { devSigning, runDev } from './dev.js';
 import { isVaultError } from './errors.js';
 import { mintJwt } from './jwt-mint.js';
@@ -102,6 +103,18 @@ function program(env: Env, io: Io, run: (code: Promise<number> | number) => void
       run(0);
     });
 
+  const kek = cli.command('kek').description('the key-encryption key in an HSM (KEK_PROVIDER=pkcs11)');
+  kek
+    .command('create')
+    .description('create the AES-256 KEK inside the HSM named by PKCS11_*: sensitive, never extractable')
+    .action(async () => {
+      const { createPkcs11Kek } = await import('./crypto/pkcs11-kek.js');
+      const settings = loadPkcs11Settings(env);
+      await createPkcs11Kek(settings);
+      io.out(`created the AES-256 key "${settings.keyLabel}" on the token (sensitive, not extractable); start the vault with KEK_PROVIDER=pkcs11`);
+      run(0);
+    });
+
   cli
     .command('token')
     .description("mint an HS256 JWT from JWT_SECRET, or from the dev vault's own secret when JWT_SECRET is not set")
@@ -185,7 +198,7 @@ export async function main(argv: string[], env: Env, out: (text: string) => void
     return await code;
   } catch (error) {
     if (error instanceof CommanderError) return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : USAGE_ERROR;
-    if (error instanceof ConfigError || error instanceof MasterKeyMismatch) {
+    if (error instanceof ConfigError || error instanceof MasterKeyMismatch || error instanceof KekSetupError) {
       err(`phonevault: configuration refused: ${error.message}`);
       return CONFIG_ERROR;
     }

@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config/index.js';
+import type { KekSet } from './crypto/kek.js';
+import { openKeks } from './crypto/open-keks.js';
 import { createPgDb, type Db } from './store/db.js';
 import { guardMasterKeys } from './store/master-key-guard.js';
 import { migrate } from './store/migrate.js';
@@ -24,18 +26,22 @@ export interface RunningServer {
  * connections, lets in-flight requests finish, then ends the pool.
  */
 export async function startServer(config: Config, logger: Logger, db: Db = createPgDb({ connectionString: config.databaseUrl, logger })): Promise<RunningServer> {
+  let keks: KekSet | undefined;
   try {
     if (config.migrateOnStart) {
       const applied = await migrate(db);
       if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     }
-    await guardMasterKeys(db, config.masterKeys);
+    keks = await openKeks(config.kek, logger);
+    await guardMasterKeys(db, keks);
   } catch (error) {
+    await keks?.close();
     await db.close();
     throw error;
   }
+  logger.info({ keks: keks.health().map(({ id, provider, active }) => ({ id, provider, active })) }, 'key-encryption keys ready');
   const redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
-  const app = await buildApp(config, { db, logger, redis });
+  const app = await buildApp(config, { db, logger, redis, keks });
   app.server.headersTimeout = 10_000;
   app.server.requestTimeout = 30_000;
   app.server.keepAliveTimeout = 65_000;
@@ -56,6 +62,7 @@ export async function startServer(config: Config, logger: Logger, db: Db = creat
       // shutdown waits for in-flight requests, not for keep-alive timeouts.
       const idleCloser = setInterval(() => app.server.closeIdleConnections(), 50);
       await app.close().finally(() => clearInterval(idleCloser));
+      await keks.close();
       await db.close();
       redis?.disconnect();
       clearTimeout(timer);

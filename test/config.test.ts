@@ -33,7 +33,7 @@ describe('configuration', () => {
     expect(config.batchMax).toBe(1000);
     expect(config.keyMaxEncryptions).toBe(2 ** 31);
     expect(config.trustProxy).toEqual([]);
-    expect(config.masterKeys[0]!.id).toBe('default');
+    expect(config.kek.masterKeys[0]!.id).toBe('default');
     expect(config.rateLimits.tokenize).toEqual({ max: 12000, windowMs: 60_000 });
   });
 
@@ -70,7 +70,7 @@ describe('configuration', () => {
     writeFileSync(join(dir, 'master'), `${masterKey}\n`);
     writeFileSync(join(dir, 'jwt'), jwtSecret);
     const config = loadConfig({ ...valid, VAULT_MASTER_KEY: undefined, JWT_SECRET: undefined, VAULT_MASTER_KEY_FILE: join(dir, 'master'), JWT_SECRET_FILE: join(dir, 'jwt') });
-    expect(config.masterKeys[0]!.key.toString('base64')).toBe(masterKey);
+    expect(config.kek.masterKeys[0]!.key.toString('base64')).toBe(masterKey);
     expect(config.jwt.verification).toEqual({ kind: 'secret', secret: Buffer.from(jwtSecret) });
     expect(problemsOf({ ...valid, JWT_SECRET_FILE: join(dir, 'jwt') })).toEqual(['JWT_SECRET and JWT_SECRET_FILE are both set; set one']);
     expect(problemsOf({ ...valid, JWT_SECRET: undefined, JWT_SECRET_FILE: join(dir, 'missing') })).toContain('JWT_SECRET_FILE: cannot read the file it names');

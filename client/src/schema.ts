@@ -547,6 +547,13 @@ export interface components {
             createdAt: string;
             retiredAt: string | null;
             destroyedAt: string | null;
+            /** @description The key-encryption key that wraps this version (never its material); null once destroyed */
+            kek: {
+                /** @description The key-encryption key’s id, as configured */
+                id: string;
+                /** @description Where it lives; null when this instance does not have it configured */
+                provider: ("env" | "pkcs11") | null;
+            } | null;
         };
         /** @description A page of the tenant's data key versions */
         KeyPage: {

@@ -14,7 +14,7 @@ export class ConfigError extends Error {
 }
 
 /** Secrets that may come from a file named by `<NAME>_FILE` instead. */
-export const SECRETS = ['DATABASE_URL', 'VAULT_MASTER_KEY', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_URL'] as const;
+export const SECRETS = ['DATABASE_URL', 'VAULT_MASTER_KEY', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_URL', 'PKCS11_PIN'] as const;
 /** Settings that name a file whose contents are the value. */
 const FILES = ['RATE_LIMITS_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE'] as const;
 

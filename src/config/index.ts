@@ -1,13 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_PURPOSES, PURPOSE_NAME } from '../audit/purpose.js';
-import { parseMasterKeys, type MasterKey } from '../crypto/master-keys.js';
 import { ConfigError, readEnvFiles, type Env } from './env.js';
+import { kekConfigOf, kekShape, type KekConfig, type Pkcs11Settings } from './kek.js';
 import { jwtClaimsShape, jwtSigningShape, jwtVerificationShape, type JwtConfig, type JwtSigningConfig } from './jwt.js';
 import { limitsShape, rateLimitsOf, type RateLimitsConfig } from './limits.js';
 import { duration, integer, list, required } from './values.js';
 
 export { ConfigError, type Env } from './env.js';
+export type { KekConfig, Pkcs11Settings } from './kek.js';
 export type { JwtAlgorithm, JwtConfig, JwtSigningConfig, JwtVerification } from './jwt.js';
 export { DEFAULT_RATE_LIMITS, defaultRateLimits, type ClientLimits, type RateLimitClass, type RateLimitsConfig } from './limits.js';
 export { parseDuration, parseRateLimit, type RateLimit } from './values.js';
@@ -23,7 +24,8 @@ export interface AuditConfig {
 
 export interface Config {
   databaseUrl: string;
-  masterKeys: MasterKey[];
+  /** The key-encryption keys' providers and settings (KEK_PROVIDER). */
+  kek: KekConfig;
   keyMaxEncryptions: number;
   /** A data key younger than this is not rotated again on request. */
   keyRotationMinIntervalMs: number;
@@ -47,19 +49,10 @@ export interface Config {
   apiKeys: boolean;
 }
 
-const masterKey = required.transform((text, ctx) => {
-  try {
-    return parseMasterKeys(text);
-  } catch (error) {
-    ctx.addIssue({ code: 'custom', message: (error as Error).message });
-    return [];
-  }
-});
-
 const databaseUrl = required.refine((text) => /^postgres(ql)?:\/\//.test(text), { message: 'must be a postgres:// connection string' });
 
 const keyShape = {
-  VAULT_MASTER_KEY: masterKey,
+  ...kekShape,
   VAULT_KEY_MAX_ENCRYPTIONS: integer(2 ** 31, 1, 2 ** 32),
 };
 
@@ -110,17 +103,27 @@ function collect<T>(problems: string[], fn: () => T): T | undefined {
   }
 }
 
+/** The KEK providers and their settings, every problem with them at once. */
+function parseKek(env: Env): KekConfig {
+  const parsed = parseWith(z.object(kekShape), env);
+  const problems: string[] = [];
+  const kek = kekConfigOf(parsed, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return kek;
+}
+
 export function loadConfig(env: Env): Config {
   const problems: string[] = [];
   const parsed = collect(problems, () => parseWith(serveShape, env));
   const verification = collect(problems, () => parseWith(jwtVerificationShape, env));
-  if (!parsed || !verification) throw new ConfigError([...new Set(problems)]);
+  const kek = collect(problems, () => parseKek(env));
+  if (!parsed || !verification || !kek) throw new ConfigError([...new Set(problems)]);
   if ((parsed.TLS_CERT_FILE === undefined) !== (parsed.TLS_KEY_FILE === undefined)) throw new ConfigError(['TLS_CERT_FILE and TLS_KEY_FILE: set both or neither']);
   // Room for a batch of BATCH_MAX numbers in generous human formatting, and no more.
   const bodyLimit = Math.max(64 * 1024, parsed.BATCH_MAX * 160);
   return {
     databaseUrl: parsed.DATABASE_URL,
-    masterKeys: parsed.VAULT_MASTER_KEY,
+    kek,
     keyMaxEncryptions: parsed.VAULT_KEY_MAX_ENCRYPTIONS,
     keyRotationMinIntervalMs: parsed.KEY_ROTATION_MIN_INTERVAL,
     jwt: {
@@ -149,14 +152,23 @@ export function loadConfig(env: Env): Config {
 
 export interface MaintenanceConfig {
   databaseUrl: string;
-  masterKeys: MasterKey[];
+  kek: KekConfig;
   keyMaxEncryptions: number;
 }
 
 /** What the maintenance commands (rewrap, sweep, keys, tenant, audit) need: the database and the master keys. */
 export function loadMaintenanceConfig(env: Env): MaintenanceConfig {
-  const parsed = parseWith(z.object({ DATABASE_URL: databaseUrl, ...keyShape }), env);
-  return { databaseUrl: parsed.DATABASE_URL, masterKeys: parsed.VAULT_MASTER_KEY, keyMaxEncryptions: parsed.VAULT_KEY_MAX_ENCRYPTIONS };
+  const problems: string[] = [];
+  const parsed = collect(problems, () => parseWith(z.object({ DATABASE_URL: databaseUrl, ...keyShape }), env));
+  const kek = collect(problems, () => parseKek(env));
+  if (!parsed || !kek) throw new ConfigError([...new Set(problems)]);
+  return { databaseUrl: parsed.DATABASE_URL, kek, keyMaxEncryptions: parsed.VAULT_KEY_MAX_ENCRYPTIONS };
+}
+
+/** The PKCS#11 settings alone, for `phonevault kek create` (whatever KEK_PROVIDER says). */
+export function loadPkcs11Settings(env: Env): Pkcs11Settings {
+  const { pkcs11 } = parseKek({ ...env, KEK_PROVIDER: 'pkcs11', VAULT_MASTER_KEY: undefined, VAULT_MASTER_KEY_FILE: undefined });
+  return pkcs11!;
 }
 
 export function loadDatabaseUrl(env: Env): string {

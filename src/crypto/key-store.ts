@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../audit/chain.js';
-import type { WrappedKey } from './master-keys.js';
+import type { WrappedKey } from './kek.js';
 
 export interface TenantKeysRecord {
   fingerprint: WrappedKey;

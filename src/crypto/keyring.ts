@@ -3,7 +3,7 @@ import type { AuditEvent } from '../audit/chain.js';
 import { VaultError } from '../errors.js';
 import { KEY_BYTES } from './aead.js';
 import type { KeyStore } from './key-store.js';
-import type { MasterKeySet, WrappedKey } from './master-keys.js';
+import type { KekSet, WrappedKey } from './kek.js';
 
 export const DATA_KEY_STATES = ['active', 'retired', 'destroyed'] as const;
 export type DataKeyState = (typeof DATA_KEY_STATES)[number];
@@ -70,7 +70,7 @@ const vaultEvent = (tenant: string, action: string): AuditEvent => ({
  * GCM budget holds across any number of instances without a write per encryption.
  */
 export class Keyring {
-  readonly #masterKeys: MasterKeySet;
+  readonly #keks: KekSet;
   readonly #store: KeyStore;
   readonly #maxEncryptions: number;
   readonly #leaseMaxAgeMs: number;
@@ -79,8 +79,8 @@ export class Keyring {
   readonly #tenants = new Map<string, TenantKeys>();
   readonly #locks = new Map<string, Promise<unknown>>();
 
-  constructor(masterKeys: MasterKeySet, store: KeyStore, options: KeyringOptions) {
-    this.#masterKeys = masterKeys;
+  constructor(keks: KekSet, store: KeyStore, options: KeyringOptions) {
+    this.#keks = keks;
     this.#store = store;
     this.#maxEncryptions = options.maxEncryptions;
     this.#leaseMaxAgeMs = options.leaseMaxAgeMs ?? 5_000;
@@ -106,7 +106,7 @@ export class Keyring {
         // The active version is spent or was rotated by another instance: reload, and rotate if still ours.
         const reloaded = await this.#load(tenant);
         if (reloaded && reloaded.activeVersion === keys.activeVersion) {
-          await this.#store.rotateDataKey(tenant, keys.activeVersion, this.#wrapDataKey(tenant, keys.activeVersion + 1), { event: vaultEvent(tenant, 'keys_rotate'), minAgeMs: 0 });
+          await this.#store.rotateDataKey(tenant, keys.activeVersion, await this.#wrapDataKey(tenant, keys.activeVersion + 1), { event: vaultEvent(tenant, 'keys_rotate'), minAgeMs: 0 });
           await this.#load(tenant);
         }
       }
@@ -136,7 +136,7 @@ export class Keyring {
     return this.#withLock(tenant, async () => {
       const { keys, created } = await this.#loadOrCreate(tenant, event);
       if (created) return keys.activeVersion;
-      const outcome = await this.#store.rotateDataKey(tenant, keys.activeVersion, this.#wrapDataKey(tenant, keys.activeVersion + 1), { event, minAgeMs });
+      const outcome = await this.#store.rotateDataKey(tenant, keys.activeVersion, await this.#wrapDataKey(tenant, keys.activeVersion + 1), { event, minAgeMs });
       if (outcome === 'too_soon') throw new VaultError('rate_limited', 'the data key was rotated moments ago; rotate again later', { retryAfterS: minAgeMs / 1000 });
       const reloaded = await this.#load(tenant);
       return reloaded!.activeVersion;
@@ -162,15 +162,15 @@ export class Keyring {
     return { version: lease.version, key, fingerprintKey: keys.fingerprintKey };
   }
 
-  #wrapDataKey(tenant: string, version: number): WrappedKey {
-    return this.#masterKeys.wrap(tenant, 'data', version, randomBytes(KEY_BYTES));
+  #wrapDataKey(tenant: string, version: number): Promise<WrappedKey> {
+    return this.#keks.wrap(tenant, 'data', version, randomBytes(KEY_BYTES));
   }
 
   /** The tenant's keys, created with `event` recorded if it has none: no key comes to be without its event. */
   async #loadOrCreate(tenant: string, event: AuditEvent): Promise<{ keys: TenantKeys; created: boolean }> {
     const loaded = await this.#load(tenant);
     if (loaded) return { keys: loaded, created: false };
-    const created = await this.#store.createTenantKeys(tenant, this.#masterKeys.wrap(tenant, 'fingerprint', 0, randomBytes(KEY_BYTES)), this.#wrapDataKey(tenant, 1), event);
+    const created = await this.#store.createTenantKeys(tenant, await this.#keks.wrap(tenant, 'fingerprint', 0, randomBytes(KEY_BYTES)), await this.#wrapDataKey(tenant, 1), event);
     const keys = await this.#load(tenant);
     if (!keys) throw new Error('tenant keys vanished right after creation');
     return { keys, created };
@@ -189,12 +189,12 @@ export class Keyring {
       const key = previous?.dataKeys.get(version);
       if (key) dataKeys.set(version, key);
     }
-    if (!dataKeys.has(record.active.version)) dataKeys.set(record.active.version, this.#masterKeys.unwrap(tenant, 'data', record.active.version, record.active.wrapped));
+    if (!dataKeys.has(record.active.version)) dataKeys.set(record.active.version, await this.#keks.unwrap(tenant, 'data', record.active.version, record.active.wrapped));
     const sameFingerprint = previous && previous.fingerprintWrapped.equals(record.fingerprint.blob);
     const keys: TenantKeys = {
       loadedAt: Date.now(),
       fingerprintWrapped: record.fingerprint.blob,
-      fingerprintKey: sameFingerprint ? previous.fingerprintKey : this.#masterKeys.unwrap(tenant, 'fingerprint', 0, record.fingerprint),
+      fingerprintKey: sameFingerprint ? previous.fingerprintKey : await this.#keks.unwrap(tenant, 'fingerprint', 0, record.fingerprint),
       activeVersion: record.active.version,
       dataKeys,
       lease: previous?.lease && previous.lease.version === record.active.version ? previous.lease : null,
@@ -212,7 +212,7 @@ export class Keyring {
     if (cached) return cached;
     const wrapped = await this.#store.loadDataKey(tenant, version);
     if (!wrapped) return null;
-    const key = this.#masterKeys.unwrap(tenant, 'data', version, wrapped);
+    const key = await this.#keks.unwrap(tenant, 'data', version, wrapped);
     if (keys.dataKeys.size >= MAX_VERSIONS_PER_TENANT) {
       const oldest = [...keys.dataKeys.keys()].find((v) => v !== keys.activeVersion);
       if (oldest !== undefined) keys.dataKeys.delete(oldest);

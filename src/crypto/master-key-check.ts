@@ -1,18 +1,20 @@
-import { encodeAad, open, seal } from './aead.js';
-import type { MasterKey } from './master-keys.js';
+import { encodeAad } from './aead.js';
+import type { Kek } from './kek.js';
 
-/** A value only the right master key opens: a GCM seal of nothing, bound to the key's id. */
+/** A value only the right KEK opens: a GCM seal of nothing, bound to the KEK's id, whatever its provider. */
 const aadOf = (id: string) => encodeAad('phonevault:master-key-check:v1', [id]);
 
-export function masterKeyCheckValue(masterKey: MasterKey): Buffer {
-  return seal(masterKey.key, Buffer.alloc(0), aadOf(masterKey.id));
+export function masterKeyCheckValue(kek: Kek): Promise<Buffer> {
+  return kek.wrap(Buffer.alloc(0), aadOf(kek.id));
 }
 
-export function masterKeyMatches(masterKey: MasterKey, checkValue: Buffer): boolean {
+/** Whether the KEK opens the check value; a provider that cannot be reached throws (KekUnavailableError). */
+export async function masterKeyMatches(kek: Kek, checkValue: Buffer): Promise<boolean> {
   try {
-    open(masterKey.key, checkValue, aadOf(masterKey.id));
+    await kek.unwrap(checkValue, aadOf(kek.id));
     return true;
-  } catch {
+  } catch (error) {
+    if ((error as Error).name === 'KekUnavailableError') throw error;
     return false;
   }
 }

@@ -1,20 +1,10 @@
-import { encodeAad, KEY_BYTES, open, seal } from './aead.js';
+import { KEY_BYTES, open, seal } from './aead.js';
+import { KekSet, type Kek } from './kek.js';
 
-/**
- * The key-encryption keys (KEKs). The first is active and wraps every new data key; the others only unwrap,
- * so that a master key can rotate while data keys wrapped by the old one are re-wrapped.
- */
+/** A key-encryption key given in the environment: its id and its 32 bytes. */
 export interface MasterKey {
   id: string;
   key: Buffer;
-}
-
-/** What a wrapped key is for; bound into its AAD. The audit and API-key keys are the vault's own, under the tenant ''. */
-export type KeyPurpose = 'data' | 'fingerprint' | 'audit' | 'api-key';
-
-export interface WrappedKey {
-  kekId: string;
-  blob: Buffer;
 }
 
 const KEY_ID = /^[A-Za-z0-9_-]{1,32}$/;
@@ -42,29 +32,18 @@ export function parseMasterKeys(text: string): MasterKey[] {
   return keys;
 }
 
-function wrapAad(tenant: string, purpose: KeyPurpose, version: number): Buffer {
-  return encodeAad('phonevault:key:v1', [tenant, purpose, version]);
+/** A KEK held in process, from VAULT_MASTER_KEY (KEK_PROVIDER=env): AES-256-GCM in node:crypto. */
+export function envKek(masterKey: MasterKey): Kek {
+  return {
+    id: masterKey.id,
+    provider: 'env',
+    wrap: async (plaintext, aad) => seal(masterKey.key, plaintext, aad),
+    unwrap: async (blob, aad) => open(masterKey.key, blob, aad),
+    close: async () => undefined,
+  };
 }
 
-export class MasterKeySet {
-  readonly #keys: Map<string, Buffer>;
-  readonly activeId: string;
-
-  constructor(keys: MasterKey[]) {
-    const first = keys[0];
-    if (!first) throw new Error('at least one master key is required');
-    this.#keys = new Map(keys.map((k) => [k.id, k.key]));
-    this.activeId = first.id;
-  }
-
-  wrap(tenant: string, purpose: KeyPurpose, version: number, raw: Buffer): WrappedKey {
-    const kek = this.#keys.get(this.activeId)!;
-    return { kekId: this.activeId, blob: seal(kek, raw, wrapAad(tenant, purpose, version)) };
-  }
-
-  unwrap(tenant: string, purpose: KeyPurpose, version: number, wrapped: WrappedKey): Buffer {
-    const kek = this.#keys.get(wrapped.kekId);
-    if (!kek) throw new Error(`data key is wrapped by master key "${wrapped.kekId}", which is not configured`);
-    return open(kek, wrapped.blob, wrapAad(tenant, purpose, version));
-  }
+/** The KEKs of VAULT_MASTER_KEY alone (KEK_PROVIDER=env), the first active. */
+export function envKekSet(masterKeys: MasterKey[]): KekSet {
+  return new KekSet(masterKeys.map(envKek));
 }

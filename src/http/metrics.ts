@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { KekHealth } from '../crypto/kek.js';
 import { DATA_KEY_STATES } from '../crypto/keyring.js';
 
 declare module 'fastify' {
@@ -44,6 +45,8 @@ export interface MetricsOptions {
   /** Pool use of the database. */
   pool: () => { total: number; idle: number; waiting: number };
   keyStats: () => Promise<{ states: Map<string, number>; maxActiveEncryptions: number }>;
+  /** The KEKs by id and provider, with the last call's outcome: never material. */
+  keks: () => KekHealth[];
 }
 
 async function metrics(app: FastifyInstance, options: MetricsOptions) {
@@ -82,6 +85,25 @@ async function metrics(app: FastifyInstance, options: MetricsOptions) {
     registers: [registry],
     async collect() {
       this.set((await stats()).maxActiveEncryptions / options.keyMaxEncryptions);
+    },
+  });
+
+  new Gauge({
+    name: 'phonevault_kek_up',
+    help: 'Whether the last call to each key-encryption key succeeded (1) or found it unreachable (0)',
+    labelNames: ['kek', 'provider', 'active'] as const,
+    registers: [registry],
+    collect() {
+      for (const kek of options.keks()) this.set({ kek: kek.id, provider: kek.provider, active: String(kek.active) }, kek.up ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'phonevault_kek_failures',
+    help: 'Calls to each key-encryption key that found it unreachable, since start',
+    labelNames: ['kek', 'provider'] as const,
+    registers: [registry],
+    collect() {
+      for (const kek of options.keks()) this.set({ kek: kek.id, provider: kek.provider }, kek.failures);
     },
   });
 

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { KekUnavailableError } from '../crypto/kek.js';
 import { AuditUnavailable, isVaultError, StorageUnavailableError, type ErrorCode } from '../errors.js';
 import { safeErrorFields } from '../logger.js';
 
@@ -82,6 +83,12 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
     request.log.error({ err: safeErrorFields(error.reason) }, 'audit trail not written; nothing answered or changed');
     reply.header('retry-after', '1');
     return sendProblem(reply, 'unavailable', 'the audit trail cannot be written; nothing was returned or changed');
+  }
+  if (error instanceof KekUnavailableError) {
+    // The id and the provider's return code: never a PIN, a handle's secret or a credential.
+    request.log.warn({ kek: error.kekId, reason: error.reason }, 'key-encryption key unavailable');
+    reply.header('retry-after', '1');
+    return sendProblem(reply, 'unavailable', 'the vault cannot reach its key-encryption key; retry shortly');
   }
   if (error instanceof StorageUnavailableError) {
     request.log.warn({ err: safeErrorFields(error) }, 'storage unavailable');

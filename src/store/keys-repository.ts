@@ -1,6 +1,6 @@
 import type { KeyStore, RotateOutcome, TenantKeysRecord } from '../crypto/key-store.js';
 import type { DataKeyState } from '../crypto/keyring.js';
-import type { KeyPurpose, WrappedKey } from '../crypto/master-keys.js';
+import type { KeyPurpose, WrappedKey } from '../crypto/kek.js';
 import type { AuditLog } from './audit-log.js';
 import type { Db, Queryable } from './db.js';
 import { VAULT_KEYS, type VaultKeyPurpose } from './audit-key.js';
@@ -98,6 +98,8 @@ export interface DataKeyInfo {
   createdAt: Date;
   retiredAt: Date | null;
   destroyedAt: Date | null;
+  /** The KEK that wraps it; null once destroyed. */
+  kekId: string | null;
 }
 
 export type DestroyOutcome = 'destroyed' | 'not_found' | 'active' | 'in_use' | 'too_recent' | 'already_destroyed';
@@ -125,8 +127,8 @@ export const DESTROY_GRACE_SECONDS = 30;
 
 /** A page of the tenant's versions, in version order after `afterVersion`. */
 export async function listVersions(q: Queryable, tenant: string, page: { afterVersion: number; limit: number }): Promise<DataKeyInfo[]> {
-  const result = await q.query<{ version: number; state: DataKeyState; encryptions: string; created_at: Date; retired_at: Date | null; destroyed_at: Date | null }>(
-    `SELECT version, state, encryptions, created_at, retired_at, destroyed_at FROM data_keys
+  const result = await q.query<{ version: number; state: DataKeyState; encryptions: string; created_at: Date; retired_at: Date | null; destroyed_at: Date | null; kek_id: string | null }>(
+    `SELECT version, state, encryptions, created_at, retired_at, destroyed_at, kek_id FROM data_keys
      WHERE tenant_id = $1 AND version > $2 ORDER BY version LIMIT $3`,
     [tenant, page.afterVersion, page.limit],
   );
@@ -137,6 +139,7 @@ export async function listVersions(q: Queryable, tenant: string, page: { afterVe
     createdAt: row.created_at,
     retiredAt: row.retired_at,
     destroyedAt: row.destroyed_at,
+    kekId: row.kek_id,
   }));
 }
 
@@ -210,6 +213,23 @@ export function createKeyAdministration(db: Db) {
         [kekId],
       );
       return result.rows.map((row) => ({ tenant: row.tenant_id, purpose: row.purpose, version: row.version, wrapped: { kekId: row.kek_id, blob: row.blob } }));
+    },
+
+    /**
+     * Drops the check values of KEKs other than `activeId` that wrap no key any more, so that a retired KEK leaves
+     * nothing behind (a check value is a seal under it). Returns their ids. Needs the owner's role.
+     */
+    async forgetUnusedChecks(activeId: string): Promise<string[]> {
+      const result = await db.query<{ kek_id: string }>(
+        `DELETE FROM master_key_checks c
+         WHERE c.kek_id <> $1
+           AND NOT EXISTS (SELECT 1 FROM data_keys d WHERE d.kek_id = c.kek_id)
+           AND NOT EXISTS (SELECT 1 FROM tenant_keys t WHERE t.fingerprint_kek_id = c.kek_id)
+           AND NOT EXISTS (SELECT 1 FROM audit_keys a WHERE a.kek_id = c.kek_id)
+         RETURNING c.kek_id`,
+        [activeId],
+      );
+      return result.rows.map((row) => row.kek_id).sort();
     },
 
     /** Swaps one wrapped key for its re-wrap, only if it is still wrapped as read. */

@@ -1,5 +1,5 @@
 import { masterKeyCheckValue, masterKeyMatches } from '../crypto/master-key-check.js';
-import type { MasterKey } from '../crypto/master-keys.js';
+import type { Kek, KekSet } from '../crypto/kek.js';
 import type { Db } from './db.js';
 
 export class MasterKeyMismatch extends Error {
@@ -9,11 +9,15 @@ export class MasterKeyMismatch extends Error {
   }
 }
 
+/** The setting an operator fixes for a KEK of this provider. */
+const settingOf = (kek: Kek) => (kek.provider === 'env' ? 'VAULT_MASTER_KEY' : 'PKCS11_KEY_LABEL');
+
 /**
- * Refuses to start with a master key that is not the one this database was written with, or without a master
- * key that wraps data keys in use. Nothing is written unless every check passes.
+ * Refuses to start with a KEK that is not the one this database was written with, or without a KEK that wraps
+ * data keys in use, whatever the providers. Nothing is written unless every check passes.
  */
-export async function guardMasterKeys(db: Db, masterKeys: MasterKey[]): Promise<void> {
+export async function guardMasterKeys(db: Db, keks: KekSet): Promise<void> {
+  const configuredKeks = keks.ids.map((id) => keks.get(id)!);
   let checks;
   try {
     checks = await db.query<{ kek_id: string; check_value: Buffer }>('SELECT kek_id, check_value FROM master_key_checks');
@@ -24,13 +28,13 @@ export async function guardMasterKeys(db: Db, masterKeys: MasterKey[]): Promise<
     throw error;
   }
   const stored = new Map(checks.rows.map((row) => [row.kek_id, row.check_value]));
-  for (const masterKey of masterKeys) {
-    const checkValue = stored.get(masterKey.id);
-    if (checkValue && !masterKeyMatches(masterKey, checkValue)) {
-      throw new MasterKeyMismatch(`VAULT_MASTER_KEY: the key with id "${masterKey.id}" is not the one this database was written with`);
+  for (const kek of configuredKeks) {
+    const checkValue = stored.get(kek.id);
+    if (checkValue && !(await masterKeyMatches(kek, checkValue))) {
+      throw new MasterKeyMismatch(`${settingOf(kek)}: the key with id "${kek.id}" is not the one this database was written with`);
     }
   }
-  const configured = masterKeys.map((k) => k.id);
+  const configured = keks.ids;
   const missing = await db.query<{ kek_id: string }>(
     `SELECT DISTINCT kek_id FROM (
        SELECT kek_id FROM data_keys WHERE kek_id IS NOT NULL
@@ -41,13 +45,13 @@ export async function guardMasterKeys(db: Db, masterKeys: MasterKey[]): Promise<
   );
   if (missing.rows.length > 0) {
     const ids = missing.rows.map((row) => `"${row.kek_id}"`).join(', ');
-    throw new MasterKeyMismatch(`VAULT_MASTER_KEY: data keys are wrapped by master key ${ids}, which is not configured`);
+    throw new MasterKeyMismatch(`KEK_PROVIDER / VAULT_MASTER_KEY: data keys are wrapped by master key ${ids}, which is not configured`);
   }
-  for (const masterKey of masterKeys) {
-    if (stored.has(masterKey.id)) continue;
+  for (const kek of configuredKeks) {
+    if (stored.has(kek.id)) continue;
     await db.query('INSERT INTO master_key_checks (kek_id, check_value) VALUES ($1, $2) ON CONFLICT (kek_id) DO NOTHING', [
-      masterKey.id,
-      masterKeyCheckValue(masterKey),
+      kek.id,
+      await masterKeyCheckValue(kek),
     ]);
   }
 }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ChainLink } from '../audit/chain.js';
 import { Keyring } from '../crypto/keyring.js';
-import { MasterKeySet, type MasterKey } from '../crypto/master-keys.js';
+import type { KekSet } from '../crypto/kek.js';
 import { createApiKeysStore } from '../store/api-keys.js';
 import { loadAuditKey, loadVaultKey } from '../store/audit-key.js';
 import { createAuditLog } from '../store/audit-log.js';
@@ -15,7 +15,8 @@ import { inlineOffload, type Offload } from './offload.js';
 
 export interface VaultOptions {
   db: Db;
-  masterKeys: MasterKey[];
+  /** The key-encryption keys; the caller opened them and closes them. */
+  keks: KekSet;
   keyMaxEncryptions: number;
   logger: Logger;
   offload?: Offload;
@@ -27,18 +28,18 @@ export interface VaultOptions {
 
 /** Wires the vault's dependencies over one database: for the HTTP app and the maintenance commands alike. */
 export async function openVault(options: VaultOptions) {
-  const masterKeySet = new MasterKeySet(options.masterKeys);
-  const auditKey = await loadAuditKey(options.db, masterKeySet);
+  const { keks } = options;
+  const auditKey = await loadAuditKey(options.db, keks);
   const auditLog = createAuditLog(options.db, { key: auditKey, logger: options.logger, ...(options.onAuditAdvance ? { onAdvance: options.onAuditAdvance } : {}) });
   return {
     db: options.db,
-    masterKeySet,
+    keks,
     auditKey,
     auditLog,
     auditReads: createAuditReads(options.db),
     apiKeys: createApiKeysStore(options.db),
-    apiKeyHashKey: await loadVaultKey(options.db, masterKeySet, 'api-key'),
-    keyring: new Keyring(masterKeySet, createKeysRepository(options.db, auditLog), { maxEncryptions: options.keyMaxEncryptions }),
+    apiKeyHashKey: await loadVaultKey(options.db, keks, 'api-key'),
+    keyring: new Keyring(keks, createKeysRepository(options.db, auditLog), { maxEncryptions: options.keyMaxEncryptions }),
     tokens: createTokensStore(options.db, auditLog),
     idempotency: createIdempotencyStore(options.db),
     maintenance: createTokenMaintenance(options.db),

@@ -1,10 +1,13 @@
+import type { KekProvider } from '../crypto/kek.js';
 import { VaultError } from '../errors.js';
 import { destroyVersion, listVersions, type DataKeyInfo } from '../store/keys-repository.js';
 import { eventOf, type Caller } from './caller.js';
 import type { VaultDeps } from './deps.js';
 
-export interface KeyVersionReport extends DataKeyInfo {
+export interface KeyVersionReport extends Omit<DataKeyInfo, 'kekId'> {
   tokens: number;
+  /** The KEK that wraps it, by id and provider (null for a KEK not configured here, or once destroyed). */
+  kek: { id: string; provider: KekProvider | null } | null;
 }
 
 export interface KeysPage {
@@ -24,7 +27,7 @@ export async function listKeys(deps: VaultDeps, caller: Caller, page: { afterVer
     const shown = versions.slice(0, page.limit);
     const counts = shown.length > 0 ? await deps.maintenance.countByVersion(caller.tenant, shown.map((v) => v.version)) : new Map<number, number>();
     return {
-      value: { keys: shown.map((version) => ({ ...version, tokens: counts.get(version.version) ?? 0 })), next: versions.length > page.limit ? shown.at(-1)!.version : null },
+      value: { keys: shown.map(({ kekId, ...version }) => ({ ...version, tokens: counts.get(version.version) ?? 0, kek: kekId === null ? null : { id: kekId, provider: deps.keks.get(kekId)?.provider ?? null } })), next: versions.length > page.limit ? shown.at(-1)!.version : null },
       events: [eventOf(caller, 'keys_list', shown.length)],
     };
   });

@@ -92,15 +92,18 @@ export async function rewrap(
   return report;
 }
 
-/** Re-wraps every data and fingerprint key under the active master key; then older master keys can go. */
-export async function rewrapMasterKeys(deps: VaultDeps): Promise<{ rewrapped: number }> {
-  const rows = await deps.keyAdmin.wrappedNotUnder(deps.masterKeySet.activeId);
+/**
+ * Re-wraps every data and fingerprint key under the active KEK; then the check values of KEKs that wrap nothing
+ * any more are dropped, and those KEKs can go from the configuration.
+ */
+export async function rewrapMasterKeys(deps: VaultDeps): Promise<{ rewrapped: number; retired: string[] }> {
+  const rows = await deps.keyAdmin.wrappedNotUnder(deps.keks.activeId);
   let rewrapped = 0;
   for (const row of rows) {
-    const raw = deps.masterKeySet.unwrap(row.tenant, row.purpose, row.version, row.wrapped);
-    if (await deps.keyAdmin.replaceWrapped(row, deps.masterKeySet.wrap(row.tenant, row.purpose, row.version, raw))) rewrapped++;
+    const raw = await deps.keks.unwrap(row.tenant, row.purpose, row.version, row.wrapped);
+    if (await deps.keyAdmin.replaceWrapped(row, await deps.keks.wrap(row.tenant, row.purpose, row.version, raw))) rewrapped++;
   }
-  return { rewrapped };
+  return { rewrapped, retired: await deps.keyAdmin.forgetUnusedChecks(deps.keks.activeId) };
 }
 
 /** Deletes expired tokens and expired idempotency keys, in short batches until none is left. */

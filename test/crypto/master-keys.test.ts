@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { MasterKeySet, parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { envKekSet, parseMasterKeys } from '../../src/crypto/master-keys.js';
 
 const a = randomBytes(32).toString('base64');
 const b = randomBytes(32).toString('base64');
@@ -8,7 +8,7 @@ const b = randomBytes(32).toString('base64');
 describe('master keys', () => {
   it('parses a bare key as the "default" id and a list with the first one active', () => {
     expect(parseMasterKeys(a).map((k) => k.id)).toEqual(['default']);
-    expect(new MasterKeySet(parseMasterKeys(`new:${a},old:${b}`)).activeId).toBe('new');
+    expect(envKekSet(parseMasterKeys(`new:${a},old:${b}`)).activeId).toBe('new');
   });
 
   it('rejects keys that are not 32 bytes, weak, unnamed in a list or duplicated — without echoing them', () => {
@@ -26,23 +26,23 @@ describe('master keys', () => {
     }
   });
 
-  it('wraps under the active key and unwraps with any configured key', () => {
-    const old = new MasterKeySet(parseMasterKeys(`old:${b}`));
+  it('wraps under the active key and unwraps with any configured key', async () => {
+    const old = envKekSet(parseMasterKeys(`old:${b}`));
     const raw = randomBytes(32);
-    const wrapped = old.wrap('acme', 'data', 1, raw);
-    const rotated = new MasterKeySet(parseMasterKeys(`new:${a},old:${b}`));
-    expect(rotated.unwrap('acme', 'data', 1, wrapped).equals(raw)).toBe(true);
-    expect(rotated.wrap('acme', 'data', 1, raw).kekId).toBe('new');
+    const wrapped = await old.wrap('acme', 'data', 1, raw);
+    const rotated = envKekSet(parseMasterKeys(`new:${a},old:${b}`));
+    expect((await rotated.unwrap('acme', 'data', 1, wrapped)).equals(raw)).toBe(true);
+    expect((await rotated.wrap('acme', 'data', 1, raw)).kekId).toBe('new');
   });
 
   // The AAD binds tenant, purpose and version: a wrapped key moved to another slot does not unwrap.
-  it('refuses a wrapped key moved to another tenant, purpose or version, or under a wrong master key', () => {
-    const keys = new MasterKeySet(parseMasterKeys(a));
-    const wrapped = keys.wrap('acme', 'data', 1, randomBytes(32));
-    expect(() => keys.unwrap('other', 'data', 1, wrapped)).toThrow();
-    expect(() => keys.unwrap('acme', 'fingerprint', 1, wrapped)).toThrow();
-    expect(() => keys.unwrap('acme', 'data', 2, wrapped)).toThrow();
-    expect(() => new MasterKeySet(parseMasterKeys(b)).unwrap('acme', 'data', 1, wrapped)).toThrow();
-    expect(() => keys.unwrap('acme', 'data', 1, { ...wrapped, kekId: 'missing' })).toThrow(/not configured/);
+  it('refuses a wrapped key moved to another tenant, purpose or version, or under a wrong master key', async () => {
+    const keys = envKekSet(parseMasterKeys(a));
+    const wrapped = await keys.wrap('acme', 'data', 1, randomBytes(32));
+    await expect(keys.unwrap('other', 'data', 1, wrapped)).rejects.toThrow();
+    await expect(keys.unwrap('acme', 'fingerprint', 1, wrapped)).rejects.toThrow();
+    await expect(keys.unwrap('acme', 'data', 2, wrapped)).rejects.toThrow();
+    await expect(envKekSet(parseMasterKeys(b)).unwrap('acme', 'data', 1, wrapped)).rejects.toThrow();
+    await expect(keys.unwrap('acme', 'data', 1, { ...wrapped, kekId: 'missing' })).rejects.toThrow(/not configured/);
   });
 });

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp, type AppConfig, type AppDeps } from '../../src/app.js';
 import { loadConfig, type Env } from '../../src/config/index.js';
+import type { MasterKey } from '../../src/crypto/master-keys.js';
 import { createTestDb, type TestDb } from './db.js';
 import { recordLogLine } from './log-sink.js';
 import { specViolation } from './spec.js';
@@ -29,7 +30,9 @@ export interface TestApp {
  * The app's configuration as the vault parses it from an environment (src/config), with a fresh master key and
  * the tests' issuer; `env` adds variables, `overrides` replaces parsed parts. Keys may rotate back to back.
  */
-export function testConfig(overrides: Partial<AppConfig> = {}, env: Env = {}): AppConfig {
+export type TestOverrides = Partial<AppConfig> & { /** KEK_PROVIDER=env with these keys. */ masterKeys?: MasterKey[] };
+
+export function testConfig({ masterKeys, ...overrides }: TestOverrides = {}, env: Env = {}): AppConfig {
   const config = loadConfig({
     DATABASE_URL: 'postgres://unused/test',
     VAULT_MASTER_KEY: MASTER_KEY,
@@ -40,11 +43,11 @@ export function testConfig(overrides: Partial<AppConfig> = {}, env: Env = {}): A
     OFFLOAD_THREADS: '0',
     ...env,
   });
-  return { ...config, ...overrides };
+  return { ...config, ...(masterKeys ? { kek: { providers: ['env'], masterKeys, pkcs11: null } } : {}), ...overrides };
 }
 
 /** The app on a fresh schema of the real test database, with its log lines captured. */
-export async function build(overrides: Partial<AppConfig> = {}, existing?: TestDb, deps: Partial<Omit<AppDeps, 'db' | 'logger'>> = {}): Promise<TestApp> {
+export async function build(overrides: TestOverrides = {}, existing?: TestDb, deps: Partial<Omit<AppDeps, 'db' | 'logger'>> = {}): Promise<TestApp> {
   const testDb = existing ?? (await createTestDb());
   const rawLogs: string[] = [];
   const logs: Array<Record<string, unknown>> = [];

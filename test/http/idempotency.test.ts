@@ -1,5 +1,6 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { envKekSet } from '../../src/crypto/master-keys.js';
 import { openVault } from '../../src/vault/deps.js';
 import { sweep } from '../../src/vault/maintenance.js';
 import { bearer, build, type TestApp } from '../helpers/build.js';
@@ -132,7 +133,7 @@ describe('Idempotency-Key', () => {
     expect(taken.headers['idempotent-replayed']).toBeUndefined();
 
     await t.testDb.owner.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = 'idem'`);
-    const deps = await openVault({ db: t.testDb.db, masterKeys: t.config.masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
+    const deps = await openVault({ db: t.testDb.db, keks: envKekSet(t.config.kek.masterKeys), keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
     const swept = await sweep(deps);
     expect(swept.idempotencyKeys).toBeGreaterThanOrEqual(5);
     expect(await count(`SELECT count(*) AS n FROM idempotency_keys WHERE tenant_id = 'idem'`)).toBe(0);

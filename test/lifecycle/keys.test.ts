@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { envKekSet, parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { openVault } from '../../src/vault/deps.js';
 import { rewrap } from '../../src/vault/maintenance.js';
 import { bearer, build, type TestApp } from '../helpers/build.js';
@@ -29,7 +29,7 @@ const detokenize = async (app: TestApp, tokens: string[], tenant = 'acme') =>
 const versionOf = async (token: string) =>
   (await testDb.db.query<{ key_version: number }>('SELECT key_version FROM tokens WHERE token_id = $1', [Buffer.from(token.slice(4), 'base64url')])).rows[0]?.key_version;
 const keys = async (tenant = 'acme') => (await t.app.inject({ method: 'GET', url: '/v1/keys', headers: admin(tenant) })).json().keys as Array<Record<string, unknown>>;
-const maintenanceDeps = () => openVault({ db: testDb.db, masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
+const maintenanceDeps = () => openVault({ db: testDb.db, keks: envKekSet(masterKeys), keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
 
 describe('data key rotation, re-wrap and destruction', () => {
   it('rotates: new writes use the new version at once, old tokens keep decrypting, GET /v1/keys reports it all', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { envKekSet, parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { openVault } from '../../src/vault/deps.js';
 import { rewrap } from '../../src/vault/maintenance.js';
 import { bearer, build, type TestApp } from '../helpers/build.js';
@@ -53,7 +53,7 @@ describe('lifecycle under load', () => {
     const workers = [0, 1, 2, 3].map(worker);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect((await t.app.inject({ method: 'POST', url: '/v1/keys/rotate', headers })).statusCode).toBe(200);
-    const deps = await openVault({ db: testDb.db, masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
+    const deps = await openVault({ db: testDb.db, keks: envKekSet(masterKeys), keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
     const report = await rewrap(deps, { tenant: 'busy', batchSize: 50 });
     await new Promise((resolve) => setTimeout(resolve, 200));
     running = false;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { envKekSet, parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { openVault } from '../../src/vault/deps.js';
 import { sweep } from '../../src/vault/maintenance.js';
 import { bearer, build, type TestApp } from '../helpers/build.js';
@@ -117,7 +117,7 @@ describe('expiry', () => {
     expect((await t.app.inject({ method: 'GET', url: `/v1/tokens/${short}`, headers: bearer({ scope: 'lookup' }) })).statusCode).toBe(404);
     expect((await lookup({ phone: NUMBERS.us.e164 })).json().tokens).not.toContain(short);
 
-    const deps = await openVault({ db: t.testDb.db, masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
+    const deps = await openVault({ db: t.testDb.db, keks: envKekSet(masterKeys), keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
     expect((await sweep(deps, 1)).tokens).toBeGreaterThanOrEqual(1);
     const left = await t.testDb.db.query<{ token_id: Buffer }>('SELECT token_id FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= now()');
     expect(left.rowCount).toBe(0);

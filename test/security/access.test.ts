@@ -97,7 +97,7 @@ describe('access control', () => {
       [['country', 'index', 'lineType', 'token'], ['error', 'index']],
       [['country', 'phone', 'token'], ['error', 'token']],
       ['country', 'createdAt', 'deterministic', 'expiresAt', 'lineType', 'token'],
-      ['createdAt', 'destroyedAt', 'encryptions', 'retiredAt', 'state', 'tokens', 'version'],
+      ['createdAt', 'destroyedAt', 'encryptions', 'kek', 'retiredAt', 'state', 'tokens', 'version'],
       [['events', 'next'], ['action', 'client', 'items', 'occurredAt', 'outcome', 'purpose', 'requestId', 'seq']],
     ];
     for (const [index, [method, url, payload, keys]] of shapes.entries()) {

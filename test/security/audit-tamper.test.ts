@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainHash, GENESIS_HASH, legacyChainHash } from '../../src/audit/chain.js';
 import { encodeFields } from '../../src/crypto/aead.js';
-import { MasterKeySet, parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { envKekSet, parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { loadAuditKey } from '../../src/store/audit-key.js';
 import { createPgDb, type Db } from '../../src/store/db.js';
 import { bearer, type TestApp } from '../helpers/build.js';
@@ -183,7 +183,7 @@ describe('audit verify', () => {
       `SELECT * FROM audit_events WHERE tenant_id = 'legacy' ORDER BY seq`,
     )).rows;
     // What the earlier release wrote for 1–3, and the keyed chain continuing from it for 4–5, as the vault would.
-    const auditKey = await loadAuditKey(owner, new MasterKeySet(parseMasterKeys(masterKey)));
+    const auditKey = await loadAuditKey(owner, envKekSet(parseMasterKeys(masterKey)));
     let previous: Buffer = GENESIS_HASH;
     for (const row of rows) {
       const event = { tenant: 'legacy', client: row.client, action: row.action, items: row.items, outcome: row.outcome, requestId: row.request_id, purpose: row.purpose, occurredAt: row.occurred_at };

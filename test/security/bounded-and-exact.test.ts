@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { seal } from '../../src/crypto/aead.js';
-import { MasterKeySet } from '../../src/crypto/master-keys.js';
+import { envKekSet } from '../../src/crypto/master-keys.js';
 import { numberAad } from '../../src/crypto/number-envelope.js';
 import { openVault } from '../../src/vault/deps.js';
 import { rewrap } from '../../src/vault/maintenance.js';
@@ -37,7 +37,7 @@ async function makeLegacy(tenant: string, token: string, e164: string): Promise<
     'SELECT t.key_version, d.kek_id, d.wrapped_key FROM tokens t JOIN data_keys d USING (tenant_id) WHERE t.tenant_id = $1 AND t.token_id = $2 AND d.version = t.key_version',
     [tenant, id(token)],
   )).rows[0]!;
-  const key = new MasterKeySet(t.config.masterKeys).unwrap(tenant, 'data', row.key_version, { kekId: row.kek_id, blob: row.wrapped_key });
+  const key = await envKekSet(t.config.kek.masterKeys).unwrap(tenant, 'data', row.key_version, { kekId: row.kek_id, blob: row.wrapped_key });
   const plain = Buffer.alloc(16);
   plain.write(e164, 'latin1');
   const header = Buffer.alloc(5);
@@ -90,7 +90,7 @@ describe('erasure by number', () => {
     expect((await t.app.inject({ method: 'POST', url: '/v1/erase', headers, payload: { phone: NUMBERS.us.e164 } })).json()).toEqual({ erased: 2 });
     expect(await detokenized(headers, [x1, x2, y1])).toEqual(['not_found', 'not_found', NUMBERS.gb.e164]);
 
-    const deps = await openVault({ db: t.testDb.db, masterKeys: t.config.masterKeys, keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
+    const deps = await openVault({ db: t.testDb.db, keks: envKekSet(t.config.kek.masterKeys), keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
     // y1 still sits under x's fingerprint: resealing it would bind the lie, so it is left, and said so.
     const report = await rewrap(deps, { tenant: 'legacy', batchSize: 10 });
     expect(report).toMatchObject({ moved: 1, remaining: 1, unreadable: 0, misplaced: 1 });
@@ -109,8 +109,8 @@ describe('bounded work', () => {
     const light = bearer({ tenant: 'light', scope: 'tokenize detokenize lookup' });
     await tokenize(heavy, NUMBERS.us.e164);
     // 20,000 versions made directly, as years of rotations would leave them.
-    const masterKeys = new MasterKeySet(t.config.masterKeys);
-    const wrapped = Array.from({ length: 19_999 }, (_, i) => masterKeys.wrap('heavy', 'data', i + 2, randomBytes(32)));
+    const keks = envKekSet(t.config.kek.masterKeys);
+    const wrapped = await Promise.all(Array.from({ length: 19_999 }, (_, i) => keks.wrap('heavy', 'data', i + 2, randomBytes(32))));
     await t.testDb.owner.query(`UPDATE data_keys SET state = 'retired', retired_at = now() WHERE tenant_id = 'heavy'`);
     await t.testDb.owner.query(
       `INSERT INTO data_keys (tenant_id, version, kek_id, wrapped_key, state)

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring } from '../../src/crypto/keyring.js';
-import { MasterKeySet, parseMasterKeys } from '../../src/crypto/master-keys.js';
+import { envKekSet, parseMasterKeys } from '../../src/crypto/master-keys.js';
 import { createAuditLog } from '../../src/store/audit-log.js';
 import { createKeysRepository } from '../../src/store/keys-repository.js';
 import { cliCaller, eventOf } from '../../src/vault/caller.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
 
 let testDb: TestDb;
-const masterKeys = new MasterKeySet(parseMasterKeys(randomBytes(32).toString('base64')));
+const masterKeys = envKekSet(parseMasterKeys(randomBytes(32).toString('base64')));
 beforeAll(async () => {
   testDb = await createTestDb({ max: 20 });
 });

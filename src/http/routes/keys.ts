@@ -13,6 +13,13 @@ const keyVersionSchema = z.object({
   createdAt: timestamp,
   retiredAt: timestamp.nullable(),
   destroyedAt: timestamp.nullable(),
+  kek: z
+    .object({
+      id: z.string().describe('The key-encryption key’s id, as configured'),
+      provider: z.enum(['env', 'pkcs11']).nullable().describe('Where it lives; null when this instance does not have it configured'),
+    })
+    .nullable()
+    .describe('The key-encryption key that wraps this version (never its material); null once destroyed'),
 });
 
 export default async function keysRoutes(fastify: FastifyInstance, { vault, schemas }: { vault: Vault; schemas: SchemaRegistry }) {

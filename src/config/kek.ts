@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import type { KekProvider } from '../crypto/kek.js';
+import { parseMasterKeys, type MasterKey } from '../crypto/master-keys.js';
+import { list } from './values.js';
+
+export interface Pkcs11Settings {
+  /** The PKCS#11 module (the HSM vendor's library; SoftHSM2's for tests). */
+  module: string;
+  /** The token, by label or by slot id: exactly one is set. */
+  tokenLabel: string | null;
+  slot: bigint | null;
+  /** The user PIN, from PKCS11_PIN or PKCS11_PIN_FILE; never logged, never on argv. */
+  pin: Buffer;
+  /** The label of the AES-256 key on the token. */
+  keyLabel: string;
+  /** The id stored beside every key it wraps. */
+  kekId: string;
+}
+
+export interface KekConfig {
+  /** In order: the first provider's first key is active; the rest only unwrap. */
+  providers: KekProvider[];
+  /** VAULT_MASTER_KEY's keys, when `env` is listed; else empty. */
+  masterKeys: MasterKey[];
+  pkcs11: Pkcs11Settings | null;
+}
+
+const KEK_ID = /^[A-Za-z0-9_-]{1,32}$/;
+
+export const kekShape = {
+  KEK_PROVIDER: list('env').pipe(
+    z
+      .array(z.enum(['env', 'pkcs11'], { message: 'each provider is env or pkcs11' }))
+      .min(1, { message: 'list at least one provider' })
+      .refine((providers) => new Set(providers).size === providers.length, { message: 'a provider is listed twice' }),
+  ),
+  VAULT_MASTER_KEY: z.string().optional(),
+  PKCS11_MODULE: z.string().optional(),
+  PKCS11_TOKEN_LABEL: z.string().optional(),
+  PKCS11_SLOT: z.string().optional(),
+  PKCS11_PIN: z.string().optional(),
+  PKCS11_KEY_LABEL: z.string().optional(),
+  PKCS11_KEK_ID: z.string().default('hsm'),
+};
+
+type KekInput = z.output<z.ZodObject<typeof kekShape>>;
+
+/** The KEK settings, or the problems with them; messages name the variable, never a value. */
+export function kekConfigOf(parsed: KekInput, problems: string[]): KekConfig {
+  const providers = parsed.KEK_PROVIDER;
+  let masterKeys: MasterKey[] = [];
+  if (providers.includes('env')) {
+    if (!parsed.VAULT_MASTER_KEY) problems.push('VAULT_MASTER_KEY: is required (KEK_PROVIDER lists env)');
+    else {
+      try {
+        masterKeys = parseMasterKeys(parsed.VAULT_MASTER_KEY);
+      } catch (error) {
+        problems.push(`VAULT_MASTER_KEY: ${(error as Error).message}`);
+      }
+    }
+  } else if (parsed.VAULT_MASTER_KEY) {
+    // A key left in the environment after moving to an HSM is the key the move was meant to retire.
+    problems.push('VAULT_MASTER_KEY: is set but KEK_PROVIDER does not list env; remove it, or list env to use it');
+  }
+  let pkcs11: Pkcs11Settings | null = null;
+  const pkcs11Names = ['PKCS11_MODULE', 'PKCS11_TOKEN_LABEL', 'PKCS11_SLOT', 'PKCS11_PIN', 'PKCS11_KEY_LABEL'] as const;
+  if (providers.includes('pkcs11')) {
+    const before = problems.length;
+    if (!parsed.PKCS11_MODULE) problems.push('PKCS11_MODULE: is required (KEK_PROVIDER lists pkcs11): the path of the HSM’s PKCS#11 library');
+    if (!parsed.PKCS11_TOKEN_LABEL === !parsed.PKCS11_SLOT) problems.push('PKCS11_TOKEN_LABEL or PKCS11_SLOT: set exactly one');
+    if (parsed.PKCS11_SLOT && !/^\d{1,20}$/.test(parsed.PKCS11_SLOT)) problems.push('PKCS11_SLOT: must be a slot id (a whole number)');
+    if (!parsed.PKCS11_PIN) problems.push('PKCS11_PIN or PKCS11_PIN_FILE: is required (KEK_PROVIDER lists pkcs11)');
+    if (!parsed.PKCS11_KEY_LABEL) problems.push('PKCS11_KEY_LABEL: is required (KEK_PROVIDER lists pkcs11)');
+    if (!KEK_ID.test(parsed.PKCS11_KEK_ID)) problems.push('PKCS11_KEK_ID: must be 1-32 of A-Z a-z 0-9 _ -');
+    if (masterKeys.some((key) => key.id === parsed.PKCS11_KEK_ID)) problems.push('PKCS11_KEK_ID: is also the id of a key in VAULT_MASTER_KEY; give each KEK its own id');
+    if (problems.length === before) {
+      pkcs11 = {
+        module: parsed.PKCS11_MODULE!,
+        tokenLabel: parsed.PKCS11_TOKEN_LABEL || null,
+        slot: parsed.PKCS11_SLOT ? BigInt(parsed.PKCS11_SLOT) : null,
+        pin: Buffer.from(parsed.PKCS11_PIN!, 'utf8'),
+        keyLabel: parsed.PKCS11_KEY_LABEL!,
+        kekId: parsed.PKCS11_KEK_ID,
+      };
+    }
+  } else {
+    for (const name of pkcs11Names) if (parsed[name]) problems.push(`${name}: is set but KEK_PROVIDER does not list pkcs11`);
+  }
+  return { providers, masterKeys, pkcs11 };
+}

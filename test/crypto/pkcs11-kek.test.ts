@@ -1,0 +1,231 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { KekConfig } from '../../src/config/index.js';
+import { KekUnavailableError } from '../../src/crypto/kek.js';
+import { CKA, CKK_AES, CKO_SECRET_KEY, Pkcs11Module } from '../../src/crypto/pkcs11.js';
+import { Pkcs11Kek } from '../../src/crypto/pkcs11-kek.js';
+import { createPgDb, type Db } from '../../src/store/db.js';
+import { bearer, build, uniqueName, type TestApp } from '../helpers/build.js';
+import { runCli } from '../helpers/cli.js';
+import { ADMIN_TIMEOUT_MS, createTestDatabase } from '../helpers/database.js';
+import { NUMBERS } from '../helpers/numbers.js';
+import { asVaultRole } from '../helpers/roles.js';
+import { createSoftHsm, SOFTHSM_MODULE, type SoftHsm } from '../helpers/softhsm.js';
+
+// Issue 16: the KEK inside an HSM, through PKCS#11, tested against a real SoftHSM2 token.
+let hsm: SoftHsm;
+beforeAll(async () => {
+  hsm = createSoftHsm();
+  expect((await runCli(['kek', 'create'], hsm.env('kek'))).code).toBe(0);
+});
+afterAll(() => hsm.drop());
+
+const aad = Buffer.from('phonevault:test');
+
+/** A key made with the binding itself, with attributes `phonevault kek create` would never give. */
+async function makeKey(label: string, attributes: Array<[number, Buffer | number | boolean]>): Promise<void> {
+  const module = Pkcs11Module.open(SOFTHSM_MODULE);
+  try {
+    const slot = (await module.tokens()).find((token) => token.label === hsm.tokenLabel)!.slot;
+    const session = await module.openSession(slot, true);
+    await module.login(session, Buffer.from(hsm.pin));
+    await module.generateAesKey(session, [[CKA.CLASS, CKO_SECRET_KEY], [CKA.KEY_TYPE, CKK_AES], [CKA.VALUE_LEN, 32], [CKA.LABEL, Buffer.from(label)], [CKA.TOKEN, true], [CKA.ENCRYPT, true], [CKA.DECRYPT, true], ...attributes]);
+    await module.closeSession(session);
+  } finally {
+    await module.finalize();
+  }
+}
+
+describe('the PKCS#11 KEK', () => {
+  it('wraps with a fresh IV each time and unwraps only with the same AAD and an untouched blob', async () => {
+    const kek = await Pkcs11Kek.open(hsm.settings('kek'));
+    try {
+      const raw = randomBytes(32);
+      const [one, two] = [await kek.wrap(raw, aad), await kek.wrap(raw, aad)];
+      expect(one.length).toBe(12 + 32 + 16);
+      expect(one.equals(two)).toBe(false);
+      expect((await kek.unwrap(one, aad)).equals(raw)).toBe(true);
+      await expect(kek.unwrap(one, Buffer.from('phonevault:other'))).rejects.toThrow(/refused/);
+      for (const at of [0, 12, one.length - 1]) {
+        const tampered = Buffer.from(one);
+        tampered[at]! ^= 1;
+        const error = await kek.unwrap(tampered, aad).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(Error);
+        expect(error).not.toBeInstanceOf(KekUnavailableError);
+      }
+      await expect(kek.unwrap(one.subarray(0, 20), aad)).rejects.toThrow(/too short/);
+    } finally {
+      await kek.close();
+    }
+  });
+
+  it('is created inside the token as a sensitive, never extractable AES-256 key, once', async () => {
+    const module = Pkcs11Module.open(SOFTHSM_MODULE);
+    try {
+      const slot = (await module.tokens()).find((token) => token.label === hsm.tokenLabel)!.slot;
+      const session = await module.openSession(slot);
+      await module.login(session, Buffer.from(hsm.pin));
+      const [key, ...others] = await module.findObjects(session, [[CKA.CLASS, CKO_SECRET_KEY], [CKA.LABEL, Buffer.from('kek')]]);
+      expect(others).toEqual([]);
+      const attributes = await module.attributes(session, key!, [CKA.SENSITIVE, CKA.EXTRACTABLE, 0x11 /* CKA_VALUE */]);
+      expect(attributes[CKA.SENSITIVE]).toEqual(Buffer.from([1]));
+      expect(attributes[CKA.EXTRACTABLE]).toEqual(Buffer.from([0]));
+      expect(attributes[0x11]).toBeNull();
+      await module.closeSession(session);
+    } finally {
+      await module.finalize();
+    }
+    const again = await runCli(['kek', 'create'], hsm.env('kek'));
+    expect(again.code).not.toBe(0);
+    expect(again.err).toContain('PKCS11_KEY_LABEL: the token already holds a key with that label');
+  });
+});
+
+describe('start-up with KEK_PROVIDER=pkcs11', () => {
+  let url: string;
+  let drop: () => Promise<void>;
+  beforeAll(async () => {
+    ({ url, drop } = await createTestDatabase());
+    await makeKey('extractable', [[CKA.SENSITIVE, false], [CKA.EXTRACTABLE, true]]);
+    await makeKey('not-sensitive', [[CKA.SENSITIVE, false], [CKA.EXTRACTABLE, false]]);
+  });
+  afterAll(() => drop());
+
+  const serve = (env: Record<string, string>) =>
+    runCli(['serve'], { DATABASE_URL: url, JWT_SECRET: randomBytes(32).toString('base64'), JWT_ISSUER: 'https://issuer.test', JWT_AUDIENCE: 'phonevault-test', PORT: '0', ...env });
+
+  it('stops, naming the setting and never printing the PIN, for every wrong setting', async () => {
+    const pinFile = join(mkdtempSync(join(tmpdir(), 'pv-pin-')), 'pin');
+    writeFileSync(pinFile, 'not-the-pin\n');
+    const { PKCS11_PIN: _, ...withoutPin } = hsm.env('kek');
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ ...hsm.env('kek'), PKCS11_PIN: 'wrong-pin-1' }, 'PKCS11_PIN / PKCS11_PIN_FILE: the token refused the PIN'],
+      [{ ...withoutPin, PKCS11_PIN_FILE: pinFile }, 'PKCS11_PIN / PKCS11_PIN_FILE: the token refused the PIN'],
+      [{ ...hsm.env('kek'), PKCS11_MODULE: '/usr/lib/no-such-module.so' }, 'PKCS11_MODULE: the PKCS#11 library cannot be loaded'],
+      [{ ...hsm.env('kek'), PKCS11_TOKEN_LABEL: 'no-such-token' }, 'PKCS11_TOKEN_LABEL: no token has that label'],
+      [{ ...hsm.env('no-such-key') }, 'PKCS11_KEY_LABEL: the token holds no secret key with that label'],
+      [{ ...hsm.env('extractable') }, 'PKCS11_KEY_LABEL: the key is extractable or not sensitive'],
+      [{ ...hsm.env('not-sensitive') }, 'PKCS11_KEY_LABEL: the key is extractable or not sensitive'],
+      [{ ...hsm.env('kek'), PKCS11_PIN_FILE: pinFile }, 'PKCS11_PIN and PKCS11_PIN_FILE are both set'],
+      [{ ...hsm.env('kek'), VAULT_MASTER_KEY: randomBytes(32).toString('base64') }, 'VAULT_MASTER_KEY: is set but KEK_PROVIDER does not list env'],
+      [{ ...withoutPin }, 'PKCS11_PIN or PKCS11_PIN_FILE: is required'],
+      [{ KEK_PROVIDER: 'env,hsm' }, 'KEK_PROVIDER'],
+    ];
+    for (const [env, message] of cases) {
+      const res = await serve(env);
+      expect(res.code, message).toBe(78);
+      expect(res.err, message).toContain(message);
+      expect(res.err).not.toContain(hsm.pin);
+      expect(res.err).not.toContain('wrong-pin-1');
+      expect(res.err).not.toContain('not-the-pin');
+    }
+  });
+});
+
+describe('an operator moving from an env key to an HSM key, online', () => {
+  let url: string;
+  let drop: () => Promise<void>;
+  let owner: Db;
+  let vaultDb: Db;
+  const apps: TestApp[] = [];
+  const envKey = randomBytes(32).toString('base64');
+  const tenant = uniqueName('m');
+  const hsmConfig = (): KekConfig => ({ providers: ['pkcs11'], masterKeys: [], pkcs11: hsm.settings('kek') });
+  const app = async (overrides: Parameters<typeof build>[0]) => {
+    const t = await build(overrides, { db: vaultDb, owner, url, schema: 'public', drop: async () => {} });
+    apps.push(t);
+    return t;
+  };
+  beforeAll(async () => {
+    ({ url, drop } = await createTestDatabase());
+    expect((await runCli(['migrate'], { DATABASE_URL: url, VAULT_MASTER_KEY: envKey })).code).toBe(0);
+    owner = createPgDb({ connectionString: url, max: 2, queryTimeoutMs: ADMIN_TIMEOUT_MS });
+    vaultDb = createPgDb({ connectionString: asVaultRole(url), max: 4 });
+  });
+  afterAll(async () => {
+    for (const t of apps) await t.app.close();
+    await vaultDb.close();
+    await owner.close();
+    await drop();
+  });
+
+  const kekIds = async () =>
+    (
+      await owner.query<{ kek_id: string }>(
+        `SELECT kek_id FROM data_keys WHERE kek_id IS NOT NULL UNION SELECT fingerprint_kek_id FROM tenant_keys
+         UNION SELECT kek_id FROM audit_keys UNION SELECT kek_id FROM master_key_checks ORDER BY 1`,
+      )
+    ).rows.map((row) => row.kek_id);
+
+  it('configures both, re-wraps, removes the env key and restarts: old tokens read, and the old key left no trace', async () => {
+    const headers = bearer({ tenant, scope: 'tokenize detokenize admin' });
+    const before = await app({ masterKeys: [{ id: 'default', key: Buffer.from(envKey, 'base64') }] });
+    const made = await Promise.all([NUMBERS.us.e164, NUMBERS.gb.e164].map(async (phone) => (await before.app.inject({ method: 'POST', url: '/v1/tokenize', headers, payload: { phone } })).json().token as string));
+    expect(await kekIds()).toEqual(['default']);
+
+    // The HSM alone is refused while keys are wrapped by the env key.
+    const early = await runCli(['keys', 'rewrap-master'], { DATABASE_URL: url, ...hsm.env('kek') });
+    expect(early.code).toBe(78);
+    expect(early.err).toContain('data keys are wrapped by master key "default", which is not configured');
+
+    // Both configured, the HSM first (active): everything is re-wrapped under it, and the env key's check value goes.
+    const both = { DATABASE_URL: url, ...hsm.env('kek'), KEK_PROVIDER: 'pkcs11,env', VAULT_MASTER_KEY: envKey };
+    const rewrapped = await runCli(['keys', 'rewrap-master'], both);
+    expect(rewrapped.code, rewrapped.err).toBe(0);
+    expect(rewrapped.out).toMatch(/re-wrapped [1-9]\d* key\(s\) under the active master key; no key is wrapped by "default" any more/);
+    expect(await kekIds()).toEqual(['hsm']);
+
+    // The env key removed: the HSM alone serves the old tokens and makes new ones.
+    const after = await app({ kek: hsmConfig() });
+    const read = (await after.app.inject({ method: 'POST', url: '/v1/detokenize', headers, payload: { tokens: made } })).json();
+    expect(read.results.map((r: { phone: string }) => r.phone)).toEqual([NUMBERS.us.e164, NUMBERS.gb.e164]);
+    const fresh = await after.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: uniqueName('n') }), payload: { phone: NUMBERS.us.e164 } });
+    expect(fresh.statusCode).toBe(201);
+    const keys = (await after.app.inject({ method: 'GET', url: '/v1/keys', headers })).json();
+    expect(keys.keys[0].kek).toEqual({ id: 'hsm', provider: 'pkcs11' });
+    const metrics = await after.app.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.body).toContain('phonevault_kek_up{kek="hsm",provider="pkcs11",active="true"} 1');
+    expect(await kekIds()).toEqual(['hsm']);
+    // The command line verifies the stored check value against the HSM key, and a different HSM key is refused.
+    expect((await runCli(['audit', 'verify'], { DATABASE_URL: url, ...hsm.env('kek') })).code).toBe(0);
+    await makeKey('other', [[CKA.SENSITIVE, true], [CKA.EXTRACTABLE, false]]);
+    const wrongKey = await runCli(['audit', 'verify'], { DATABASE_URL: url, ...hsm.env('other') });
+    expect(wrongKey.code).toBe(78);
+    expect(wrongKey.err).toContain('PKCS11_KEY_LABEL: the key with id "hsm" is not the one this database was written with');
+  });
+
+  it('keeps cached tenants working through an HSM outage, answers 503 for the others, and recovers without a restart', async () => {
+    const cached = uniqueName('c');
+    const cold = uniqueName('d');
+    const writer = await app({ kek: hsmConfig() });
+    const tokenOf = async (t: TestApp, who: string) => (await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: who }), payload: { phone: NUMBERS.us.e164 } })).json().token as string;
+    const [cachedToken, coldToken] = [await tokenOf(writer, cached), await tokenOf(writer, cold)];
+    // Another instance, which has only ever read the first tenant's keys.
+    const instance = await app({ kek: hsmConfig() });
+    const detokenize = (who: string, token: string) => instance.app.inject({ method: 'POST', url: '/v1/detokenize', headers: bearer({ tenant: who }), payload: { tokens: [token] } });
+    expect((await detokenize(cached, cachedToken)).statusCode).toBe(200);
+
+    hsm.takeAway();
+    try {
+      expect((await detokenize(cached, cachedToken)).json().results[0].phone).toBe(NUMBERS.us.e164);
+      const refused = await detokenize(cold, coldToken);
+      expect(refused.statusCode).toBe(503);
+      expect(refused.json().code).toBe('unavailable');
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(instance.logs.some((line) => line.msg === 'key-encryption key unavailable' && line.kek === 'hsm')).toBe(true);
+      expect(instance.rawLogs.join('\n')).not.toContain(hsm.pin);
+      expect((await instance.app.inject({ method: 'GET', url: '/metrics' })).body).toContain('phonevault_kek_up{kek="hsm",provider="pkcs11",active="true"} 0');
+    } finally {
+      hsm.bringBack();
+    }
+    // Looked for again at most once a second: the tenant reads again without a restart.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const recovered = await detokenize(cold, coldToken);
+    expect(recovered.statusCode).toBe(200);
+    expect(recovered.json().results[0].phone).toBe(NUMBERS.us.e164);
+    expect((await instance.app.inject({ method: 'GET', url: '/metrics' })).body).toContain('phonevault_kek_up{kek="hsm",provider="pkcs11",active="true"} 1');
+  });
+});
