@@ -5,6 +5,7 @@ import { KekSetupError, KekUnavailableError, type Kek } from './kek.js';
 import { CKA, CKF_DECRYPT, CKF_ENCRYPT, CKK_AES, CKM_AES_GCM, CKO_SECRET_KEY, CKR, isSessionLost, Pkcs11Error, Pkcs11Module, type TokenSlot } from './pkcs11.js';
 
 const IV_BYTES = 12;
+const SENTINEL_AAD = Buffer.from('phonevault:pkcs11-sentinel:v1');
 const TAG_BYTES = 16;
 // A lost token is looked for again at most this often: an HSM that is down is not hammered by every request.
 const RECONNECT_EVERY_MS = 1_000;
@@ -34,6 +35,10 @@ export class Pkcs11Kek implements Kek {
   #connection: Connection | null;
   #lastAttempt = 0;
   #queue: Promise<unknown> = Promise.resolve();
+  /** A seal made at start-up: the key found on a reconnect must open it, or it is not the key this vault runs on. */
+  #sentinel: Buffer = Buffer.alloc(0);
+  /** Set when the token refused the PIN on a reconnect: trying again could lock the user PIN for every application. */
+  #halted: string | null = null;
 
   private constructor(module: Pkcs11Module, settings: Pkcs11Settings, connection: Connection, logger: Logger | undefined) {
     this.id = settings.kekId;
@@ -48,7 +53,9 @@ export class Pkcs11Kek implements Kek {
     const module = loadModule(settings);
     try {
       const connection = await connect(module, settings);
-      return new Pkcs11Kek(module, settings, connection, logger);
+      const kek = new Pkcs11Kek(module, settings, connection, logger);
+      kek.#sentinel = await kek.wrap(Buffer.alloc(0), SENTINEL_AAD);
+      return kek;
     } catch (error) {
       await module.finalize().catch(() => undefined);
       throw error;
@@ -82,7 +89,9 @@ export class Pkcs11Kek implements Kek {
         try {
           return await call(connection);
         } catch (error) {
-          if (!lost(error)) throw refused(error);
+          // A token that refuses a blob it should open may be failing as a whole (network HSM clients report a
+          // lost link as CKR_GENERAL_ERROR or CKR_FUNCTION_FAILED): the sentinel tells a bad blob from a bad device.
+          if (!lost(error) && (await this.#opensSentinel(connection))) throw refused(error);
           this.#drop(error);
           if (attempt > 0) throw new KekUnavailableError(this.id, describe(error));
           this.#lastAttempt = 0;
@@ -93,21 +102,44 @@ export class Pkcs11Kek implements Kek {
     return run;
   }
 
+  async #opensSentinel(connection: Connection): Promise<boolean> {
+    try {
+      await this.#module.gcmDecrypt(connection.session, connection.key, this.#sentinel.subarray(0, IV_BYTES), SENTINEL_AAD, this.#sentinel.subarray(IV_BYTES));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async #live(): Promise<Connection> {
     if (this.#connection) return this.#connection;
+    if (this.#halted) throw new KekUnavailableError(this.id, this.#halted);
     if (Date.now() - this.#lastAttempt < RECONNECT_EVERY_MS) throw new KekUnavailableError(this.id, 'the token was lost; reconnecting');
     this.#lastAttempt = Date.now();
+    let connection: Connection;
     try {
-      this.#connection = await connect(this.#module, this.#settings).catch(async () => {
+      connection = await connect(this.#module, this.#settings).catch(async (error: unknown) => {
+        if (error instanceof KekSetupError && error.message.startsWith('PKCS11_PIN')) throw error;
         // A token that went away and came back may be seen only by a module initialised again.
         await this.#module.reset();
         return connect(this.#module, this.#settings);
       });
-      this.#logger?.info({ kek: this.id }, 'key-encryption key reachable again');
-      return this.#connection;
     } catch (error) {
+      if (error instanceof KekSetupError && error.message.startsWith('PKCS11_PIN')) {
+        this.#halted = `${error.message}; not retried (a retry could lock the PIN): restart with the right PIN`;
+        this.#logger?.error({ kek: this.id, reason: this.#halted }, 'key-encryption key unavailable until restart');
+      }
       throw new KekUnavailableError(this.id, describe(error));
     }
+    if (!(await this.#opensSentinel(connection))) {
+      // Another key under the same label (a token replaced, a key re-imported): never wrap with it.
+      await this.#module.closeSession(connection.session).catch(() => undefined);
+      this.#logger?.error({ kek: this.id }, 'the key found under PKCS11_KEY_LABEL is not the one this vault started with; not used');
+      throw new KekUnavailableError(this.id, 'the key under PKCS11_KEY_LABEL is not the one this vault started with');
+    }
+    this.#connection = connection;
+    this.#logger?.info({ kek: this.id }, 'key-encryption key reachable again');
+    return connection;
   }
 
   #drop(error: unknown): void {

@@ -183,11 +183,46 @@ class Memory {
   }
 }
 
+// A native call cannot be cancelled; past this its caller gets an error (the HSM counts as lost) and the
+// calls queued behind it go on, so that a hung HSM answers 503 rather than holding every request.
+const CALL_TIMEOUT_MS = 10_000;
+
+export class Pkcs11Timeout extends Error {
+  constructor(fn: string) {
+    super(`${fn} did not return within ${CALL_TIMEOUT_MS / 1000} s`);
+    this.name = 'Pkcs11Timeout';
+  }
+}
+
+function withTimeout<T>(call: Promise<T>, fn: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Pkcs11Timeout(fn)), CALL_TIMEOUT_MS);
+  });
+  return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** CK_C_INITIALIZE_ARGS: no mutex callbacks, the OS's locking (koffi calls from its worker threads). */
 function initializeArgs(memory: Memory): bigint {
   const args = memory.block(48);
   args.view.writeBigUInt64LE(BigInt(CKF_OS_LOCKING_OK), 32);
   return args.address;
+}
+
+/**
+ * Runs `fn` with native memory freed after it; after a call that timed out the memory is left allocated, since
+ * the call may still write into it.
+ */
+async function withMemory<T>(fn: (memory: Memory) => Promise<T>): Promise<T> {
+  const memory = new Memory();
+  try {
+    const value = await fn(memory);
+    memory.free();
+    return value;
+  } catch (error) {
+    if (!(error instanceof Pkcs11Timeout)) memory.free();
+    throw error;
+  }
 }
 
 function ulongBytes(value: number): Buffer {
@@ -261,7 +296,7 @@ export class Pkcs11Module {
   #queue: Promise<unknown> = Promise.resolve();
 
   #call(name: Called, ...args: unknown[]): Promise<number> {
-    const run = this.#queue.then(() => this.#now(name, ...args));
+    const run = this.#queue.then(() => withTimeout(this.#now(name, ...args), name));
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -305,8 +340,7 @@ export class Pkcs11Module {
 
   /** The slots that hold a token, with each token's label and serial number. */
   async tokens(): Promise<TokenSlot[]> {
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       const count = memory.ulong();
       await this.#check('C_GetSlotList', 1, 0n, count.address);
       const n = Number(count.read());
@@ -321,32 +355,24 @@ export class Pkcs11Module {
         found.push({ slot, label: info.view.toString('utf8', 0, 32).trimEnd(), serial: info.view.toString('utf8', 80, 96).trimEnd() });
       }
       return found;
-    } finally {
-      memory.free();
-    }
+    });
   }
 
   /** The flags of a mechanism on a slot (CKF_ENCRYPT, …), or null when the slot does not offer it. */
   async mechanismFlags(slot: bigint, mechanism: number): Promise<number | null> {
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       const info = memory.block(24);
       const rv = await this.#call('C_GetMechanismInfo', slot, mechanism, info.address);
       return rv === CKR.OK ? Number(info.view.readBigUInt64LE(16)) : null;
-    } finally {
-      memory.free();
-    }
+    });
   }
 
   async openSession(slot: bigint, readWrite = false): Promise<bigint> {
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       const session = memory.ulong();
       await this.#check('C_OpenSession', slot, CKF_SERIAL_SESSION | (readWrite ? CKF_RW_SESSION : 0), 0n, 0n, session.address);
       return session.read();
-    } finally {
-      memory.free();
-    }
+    });
   }
 
   async closeSession(session: bigint): Promise<void> {
@@ -355,21 +381,17 @@ export class Pkcs11Module {
 
   /** Logs the user in; a token that says the user already is counts as success. */
   async login(session: bigint, pin: Buffer): Promise<void> {
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       const held = memory.block(pin);
       const rv = await this.#call('C_Login', session, CKU_USER, held.address, pin.length);
       held.view.fill(0);
       if (rv !== CKR.OK && rv !== CKR.USER_ALREADY_LOGGED_IN) throw new Pkcs11Error('C_Login', rv);
-    } finally {
-      memory.free();
-    }
+    });
   }
 
   /** Handles of the objects matching every attribute given, at most `max`. */
   async findObjects(session: bigint, attributes: Array<[number, Buffer | number | boolean]>, max = 16): Promise<bigint[]> {
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       const template = memory.template(attributes);
       await this.#check('C_FindObjectsInit', session, template.address, template.count);
       try {
@@ -380,16 +402,13 @@ export class Pkcs11Module {
       } finally {
         await this.#call('C_FindObjectsFinal', session);
       }
-    } finally {
-      memory.free();
-    }
+    });
   }
 
   /** Attribute values of an object; null for one the token will not tell (sensitive or absent). */
   async attributes(session: bigint, object: bigint, types: number[]): Promise<AttributeValues> {
     const values: AttributeValues = {};
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       for (const type of types) {
         // One at a time: a template with one unreadable attribute fails as a whole on some tokens.
         const template = memory.block(24);
@@ -408,28 +427,22 @@ export class Pkcs11Module {
         values[type] = Buffer.from(value.view);
       }
       return values;
-    } finally {
-      memory.free();
-    }
+    });
   }
 
   /** Creates an AES key on the token; its attributes are the template's. */
   async generateAesKey(session: bigint, attributes: Array<[number, Buffer | number | boolean]>): Promise<bigint> {
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       const template = memory.template(attributes);
       const key = memory.ulong();
       await this.#check('C_GenerateKey', session, memory.mechanism(CKM_AES_KEY_GEN), template.address, template.count, key.address);
       return key.read();
-    } finally {
-      memory.free();
-    }
+    });
   }
 
   /** AES-GCM under a key on the token: the ciphertext followed by the tag. */
   async gcmEncrypt(session: bigint, key: bigint, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       await this.#check('C_EncryptInit', session, memory.mechanism(CKM_AES_GCM, memory.gcmParameters(iv, aad, 128)), key);
       const input = memory.block(plaintext);
       const output = memory.block(plaintext.length + 16);
@@ -438,15 +451,12 @@ export class Pkcs11Module {
       input.view.fill(0);
       if (rv !== CKR.OK) throw new Pkcs11Error('C_Encrypt', rv);
       return Buffer.from(output.view.subarray(0, Number(length.read())));
-    } finally {
-      memory.free();
-    }
+    });
   }
 
   /** The plaintext of an AES-GCM ciphertext-and-tag; CKR_ENCRYPTED_DATA_INVALID when the tag does not verify. */
   async gcmDecrypt(session: bigint, key: bigint, iv: Buffer, aad: Buffer, sealed: Buffer): Promise<Buffer> {
-    const memory = new Memory();
-    try {
+    return withMemory(async (memory) => {
       await this.#check('C_DecryptInit', session, memory.mechanism(CKM_AES_GCM, memory.gcmParameters(iv, aad, 128)), key);
       const input = memory.block(sealed);
       const output = memory.block(Math.max(1, sealed.length));
@@ -456,9 +466,7 @@ export class Pkcs11Module {
       const plaintext = Buffer.from(output.view.subarray(0, Number(length.read())));
       output.view.fill(0);
       return plaintext;
-    } finally {
-      memory.free();
-    }
+    });
   }
 }
 

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -227,5 +228,27 @@ describe('an operator moving from an env key to an HSM key, online', () => {
     expect(recovered.statusCode).toBe(200);
     expect(recovered.json().results[0].phone).toBe(NUMBERS.us.e164);
     expect((await instance.app.inject({ method: 'GET', url: '/metrics' })).body).toContain('phonevault_kek_up{kek="hsm",provider="pkcs11",active="true"} 1');
+  });
+
+  it('never wraps with another key found under the same label after a reconnect', async () => {
+    const instance = await app({ kek: hsmConfig() });
+    const tokenize = (who: string) => instance.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: who }), payload: { phone: NUMBERS.us.e164 } });
+    expect((await tokenize(uniqueName('e'))).statusCode).toBe(201);
+    hsm.takeAway();
+    try {
+      hsm.impostor();
+      // Made by an operator's own process: this one's module sees the new token only once it initialises again.
+      const made = spawnSync(process.execPath, [new URL('../../bin/phonevault.js', import.meta.url).pathname, 'kek', 'create'], { env: { PATH: process.env.PATH, SOFTHSM2_CONF: process.env.SOFTHSM2_CONF, ...hsm.env('kek') }, encoding: 'utf8' });
+      expect(made.status, made.stderr).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      // A new tenant needs a new data key wrapped: refused, rather than wrapped by the impostor key.
+      const refused = await tokenize(uniqueName('f'));
+      expect(refused.statusCode).toBe(503);
+      expect(instance.logs.some((line) => line.msg === 'the key found under PKCS11_KEY_LABEL is not the one this vault started with; not used')).toBe(true);
+    } finally {
+      hsm.bringBack();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect((await tokenize(uniqueName('g'))).statusCode).toBe(201);
   });
 });

@@ -17,6 +17,8 @@ export interface SoftHsm {
   /** The token's storage goes away (as an HSM partition lost) and comes back: an outage from outside the vault. */
   takeAway(): void;
   bringBack(): void;
+  /** While the token is away: another token with the same label and PIN in its place (no keys yet). */
+  impostor(): void;
   drop(): void;
 }
 
@@ -41,7 +43,14 @@ export function createSoftHsm(): SoftHsm {
     env: (keyLabel) => ({ KEK_PROVIDER: 'pkcs11', PKCS11_MODULE: SOFTHSM_MODULE, PKCS11_TOKEN_LABEL: tokenLabel, PKCS11_PIN: pin, PKCS11_KEY_LABEL: keyLabel }),
     settings: (keyLabel) => ({ module: SOFTHSM_MODULE, tokenLabel, slot: null, pin: Buffer.from(pin), keyLabel, kekId: 'hsm' }),
     takeAway: () => renameSync(join(dir, 'tokens'), join(dir, 'away')),
-    bringBack: () => renameSync(join(dir, 'away'), join(dir, 'tokens')),
+    bringBack: () => {
+      rmSync(join(dir, 'tokens'), { recursive: true, force: true });
+      renameSync(join(dir, 'away'), join(dir, 'tokens'));
+    },
+    impostor: () => {
+      mkdirSync(join(dir, 'tokens'));
+      execFileSync('softhsm2-util', ['--init-token', '--free', '--label', tokenLabel, '--so-pin', randomBytes(6).toString('hex'), '--pin', pin], { stdio: 'ignore', env: process.env });
+    },
     drop: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
