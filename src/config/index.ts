@@ -51,8 +51,8 @@ export interface Config {
 
 const databaseUrl = required.refine((text) => /^postgres(ql)?:\/\//.test(text), { message: 'must be a postgres:// connection string' });
 
+// The KEK settings are parsed on their own (parseKek), with their cross-checks.
 const keyShape = {
-  ...kekShape,
   VAULT_KEY_MAX_ENCRYPTIONS: integer(2 ** 31, 1, 2 ** 32),
 };
 

@@ -44,6 +44,17 @@ export class KekSetupError extends Error {
   }
 }
 
+/** Whether an unwrap succeeds; a provider that cannot be reached throws rather than answer no. */
+export async function unwraps(unwrap: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await unwrap();
+    return true;
+  } catch (error) {
+    if (error instanceof KekUnavailableError) throw error;
+    return false;
+  }
+}
+
 function wrapAad(tenant: string, purpose: KeyPurpose, version: number): Buffer {
   return encodeAad('phonevault:key:v1', [tenant, purpose, version]);
 }

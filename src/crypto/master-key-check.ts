@@ -1,5 +1,5 @@
 import { encodeAad } from './aead.js';
-import type { Kek } from './kek.js';
+import { unwraps, type Kek } from './kek.js';
 
 /** A value only the right KEK opens: a GCM seal of nothing, bound to the KEK's id, whatever its provider. */
 const aadOf = (id: string) => encodeAad('phonevault:master-key-check:v1', [id]);
@@ -9,12 +9,6 @@ export function masterKeyCheckValue(kek: Kek): Promise<Buffer> {
 }
 
 /** Whether the KEK opens the check value; a provider that cannot be reached throws (KekUnavailableError). */
-export async function masterKeyMatches(kek: Kek, checkValue: Buffer): Promise<boolean> {
-  try {
-    await kek.unwrap(checkValue, aadOf(kek.id));
-    return true;
-  } catch (error) {
-    if ((error as Error).name === 'KekUnavailableError') throw error;
-    return false;
-  }
+export function masterKeyMatches(kek: Kek, checkValue: Buffer): Promise<boolean> {
+  return unwraps(() => kek.unwrap(checkValue, aadOf(kek.id)));
 }

@@ -119,13 +119,13 @@ export class Pkcs11Kek implements Kek {
     let connection: Connection;
     try {
       connection = await connect(this.#module, this.#settings).catch(async (error: unknown) => {
-        if (error instanceof KekSetupError && error.message.startsWith('PKCS11_PIN')) throw error;
+        if (error instanceof PinRefused) throw error;
         // A token that went away and came back may be seen only by a module initialised again.
         await this.#module.reset();
         return connect(this.#module, this.#settings);
       });
     } catch (error) {
-      if (error instanceof KekSetupError && error.message.startsWith('PKCS11_PIN')) {
+      if (error instanceof PinRefused) {
         this.#halted = `${error.message}; not retried (a retry could lock the PIN): restart with the right PIN`;
         this.#logger?.error({ kek: this.id, reason: this.#halted }, 'key-encryption key unavailable until restart');
       }
@@ -174,6 +174,9 @@ function loadModule(settings: Pkcs11Settings): Pkcs11Module {
   }
 }
 
+/** The token refused the PIN: never retried on its own, since each try counts towards locking it. */
+class PinRefused extends KekSetupError {}
+
 const PIN_REFUSALS: Record<number, string> = {
   [CKR.PIN_INCORRECT]: 'PKCS11_PIN / PKCS11_PIN_FILE: the token refused the PIN',
   [CKR.PIN_LEN_RANGE]: 'PKCS11_PIN / PKCS11_PIN_FILE: the token refused the PIN (wrong length)',
@@ -185,7 +188,7 @@ async function login(module: Pkcs11Module, session: bigint, pin: Buffer): Promis
     await module.login(session, pin);
   } catch (error) {
     const refusal = error instanceof Pkcs11Error ? PIN_REFUSALS[error.rv] : undefined;
-    throw refusal ? new KekSetupError(refusal) : error;
+    throw refusal ? new PinRefused(refusal) : error;
   }
 }
 
@@ -218,10 +221,14 @@ async function connect(module: Pkcs11Module, settings: Pkcs11Settings): Promise<
     if (keys.length === 0) throw new KekSetupError('PKCS11_KEY_LABEL: the token holds no secret key with that label (create one with `phonevault kek create`)');
     if (keys.length > 1) throw new KekSetupError('PKCS11_KEY_LABEL: several secret keys on the token have that label; give the KEK a label of its own');
     const key = keys[0]!;
-    const attributes = await module.attributes(session, key, [CKA.KEY_TYPE, CKA.VALUE_LEN, CKA.SENSITIVE, CKA.EXTRACTABLE, CKA.ENCRYPT, CKA.DECRYPT]);
+    const attributes = await module.attributes(session, key, [CKA.KEY_TYPE, CKA.VALUE_LEN, CKA.SENSITIVE, CKA.EXTRACTABLE, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.ENCRYPT, CKA.DECRYPT]);
     if (ulongOf(attributes[CKA.KEY_TYPE]) !== CKK_AES || ulongOf(attributes[CKA.VALUE_LEN]) !== 32) throw new KekSetupError('PKCS11_KEY_LABEL: the key is not an AES-256 key');
     if (!asciiTrue(attributes[CKA.SENSITIVE]) || attributes[CKA.EXTRACTABLE] === null || asciiTrue(attributes[CKA.EXTRACTABLE])) {
       throw new KekSetupError('PKCS11_KEY_LABEL: the key is extractable or not sensitive; a KEK must never be able to leave the HSM (create it with CKA_SENSITIVE true and CKA_EXTRACTABLE false)');
+    }
+    // A key that was ever readable (imported, or made extractable and locked later) has existed outside the HSM.
+    if (!asciiTrue(attributes[CKA.ALWAYS_SENSITIVE]) || !asciiTrue(attributes[CKA.NEVER_EXTRACTABLE])) {
+      throw new KekSetupError('PKCS11_KEY_LABEL: the key has not always been sensitive and never extractable (it was imported, or made readable once); generate the KEK inside the HSM');
     }
     if (!asciiTrue(attributes[CKA.ENCRYPT]) || !asciiTrue(attributes[CKA.DECRYPT])) throw new KekSetupError('PKCS11_KEY_LABEL: the key may not encrypt and decrypt');
     return { slot, session, key };

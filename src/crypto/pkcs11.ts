@@ -43,6 +43,8 @@ export const CKA = {
   DECRYPT: 0x105,
   VALUE_LEN: 0x161,
   EXTRACTABLE: 0x162,
+  NEVER_EXTRACTABLE: 0x164,
+  ALWAYS_SENSITIVE: 0x165,
 } as const;
 
 export const CKO_SECRET_KEY = 0x4;

@@ -176,6 +176,25 @@ export async function destroyTenantKeys(q: Queryable, tenant: string): Promise<n
 }
 
 /** The maintenance commands' view of every tenant's keys: listing tenants and re-wrapping under a new master key. */
+/** Every wrapped key, whoever owns it, as (tenant_id, purpose, version, kek_id, blob): the one list of what a KEK wraps. */
+const WRAPPED_KEYS = `SELECT tenant_id, 'fingerprint' AS purpose, 0 AS version, fingerprint_kek_id AS kek_id, fingerprint_key AS blob FROM tenant_keys
+  UNION ALL SELECT tenant_id, 'data', version, kek_id, wrapped_key FROM data_keys WHERE kek_id IS NOT NULL
+  UNION ALL SELECT '', CASE id WHEN 1 THEN 'audit' ELSE 'api-key' END, 1, kek_id, wrapped_key FROM audit_keys`;
+
+type WrappedKeyColumns = { tenant_id: string; purpose: KeyPurpose; version: number; kek_id: string; blob: Buffer };
+const wrappedKeyRow = (row: WrappedKeyColumns): WrappedKeyRow => ({ tenant: row.tenant_id, purpose: row.purpose, version: row.version, wrapped: { kekId: row.kek_id, blob: row.blob } });
+
+/** The ids of the KEKs that wrap at least one key. */
+export async function kekIdsInUse(q: Queryable): Promise<string[]> {
+  return (await q.query<{ kek_id: string }>(`SELECT DISTINCT kek_id FROM (${WRAPPED_KEYS}) wrapped ORDER BY kek_id`)).rows.map((row) => row.kek_id);
+}
+
+/** One key the KEK wraps, if any: what a KEK without a check value is tried on before one is recorded for it. */
+export async function oneWrappedUnder(q: Queryable, kekId: string): Promise<WrappedKeyRow | null> {
+  const row = (await q.query<WrappedKeyColumns>(`SELECT * FROM (${WRAPPED_KEYS}) wrapped WHERE kek_id = $1 LIMIT 1`, [kekId])).rows[0];
+  return row ? wrappedKeyRow(row) : null;
+}
+
 export function createKeyAdministration(db: Db) {
   return {
     async listTenants(): Promise<string[]> {
@@ -203,16 +222,7 @@ export function createKeyAdministration(db: Db) {
 
     /** Every wrapped key (fingerprint, data and the vault's own keys) not wrapped by the master key `kekId`. */
     async wrappedNotUnder(kekId: string): Promise<WrappedKeyRow[]> {
-      const result = await db.query<{ tenant_id: string; purpose: KeyPurpose; version: number; kek_id: string; blob: Buffer }>(
-        `SELECT tenant_id, 'fingerprint' AS purpose, 0 AS version, fingerprint_kek_id AS kek_id, fingerprint_key AS blob
-         FROM tenant_keys WHERE fingerprint_kek_id <> $1
-         UNION ALL
-         SELECT tenant_id, 'data', version, kek_id, wrapped_key FROM data_keys WHERE kek_id IS NOT NULL AND kek_id <> $1
-         UNION ALL
-         SELECT '', CASE id WHEN 1 THEN 'audit' ELSE 'api-key' END, 1, kek_id, wrapped_key FROM audit_keys WHERE kek_id <> $1`,
-        [kekId],
-      );
-      return result.rows.map((row) => ({ tenant: row.tenant_id, purpose: row.purpose, version: row.version, wrapped: { kekId: row.kek_id, blob: row.blob } }));
+      return (await db.query<WrappedKeyColumns>(`SELECT * FROM (${WRAPPED_KEYS}) wrapped WHERE kek_id <> $1`, [kekId])).rows.map(wrappedKeyRow);
     },
 
     /**
@@ -222,10 +232,7 @@ export function createKeyAdministration(db: Db) {
     async forgetUnusedChecks(activeId: string): Promise<string[]> {
       const result = await db.query<{ kek_id: string }>(
         `DELETE FROM master_key_checks c
-         WHERE c.kek_id <> $1
-           AND NOT EXISTS (SELECT 1 FROM data_keys d WHERE d.kek_id = c.kek_id)
-           AND NOT EXISTS (SELECT 1 FROM tenant_keys t WHERE t.fingerprint_kek_id = c.kek_id)
-           AND NOT EXISTS (SELECT 1 FROM audit_keys a WHERE a.kek_id = c.kek_id)
+         WHERE c.kek_id <> $1 AND NOT EXISTS (SELECT 1 FROM (${WRAPPED_KEYS}) wrapped WHERE wrapped.kek_id = c.kek_id)
          RETURNING c.kek_id`,
         [activeId],
       );

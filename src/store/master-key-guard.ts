@@ -1,6 +1,7 @@
 import { masterKeyCheckValue, masterKeyMatches } from '../crypto/master-key-check.js';
-import type { Kek, KekSet } from '../crypto/kek.js';
+import { unwraps, type Kek, type KekSet } from '../crypto/kek.js';
 import type { Db } from './db.js';
+import { kekIdsInUse, oneWrappedUnder } from './keys-repository.js';
 
 export class MasterKeyMismatch extends Error {
   constructor(message: string) {
@@ -34,24 +35,21 @@ export async function guardMasterKeys(db: Db, keks: KekSet): Promise<void> {
       throw new MasterKeyMismatch(`${settingOf(kek)}: the key with id "${kek.id}" is not the one this database was written with`);
     }
   }
-  const configured = keks.ids;
-  const missing = await db.query<{ kek_id: string }>(
-    `SELECT DISTINCT kek_id FROM (
-       SELECT kek_id FROM data_keys WHERE kek_id IS NOT NULL
-       UNION ALL SELECT fingerprint_kek_id FROM tenant_keys
-       UNION ALL SELECT kek_id FROM audit_keys) used
-     WHERE NOT (kek_id = ANY($1::text[]))`,
-    [configured],
-  );
-  if (missing.rows.length > 0) {
-    const ids = missing.rows.map((row) => `"${row.kek_id}"`).join(', ');
+  const missing = (await kekIdsInUse(db)).filter((id) => !keks.get(id));
+  if (missing.length > 0) {
+    const ids = missing.map((id) => `"${id}"`).join(', ');
     throw new MasterKeyMismatch(`KEK_PROVIDER / VAULT_MASTER_KEY: data keys are wrapped by master key ${ids}, which is not configured`);
   }
-  for (const kek of configuredKeks) {
-    if (stored.has(kek.id)) continue;
-    await db.query('INSERT INTO master_key_checks (kek_id, check_value) VALUES ($1, $2) ON CONFLICT (kek_id) DO NOTHING', [
-      kek.id,
-      await masterKeyCheckValue(kek),
-    ]);
+  const unchecked = configuredKeks.filter((kek) => !stored.has(kek.id));
+  for (const kek of unchecked) {
+    // Keys wrapped but no check value (dropped by a re-wrap while another instance still wrapped with it, or a
+    // restored backup): the KEK must open one of them before its check value is recorded.
+    const sample = await oneWrappedUnder(db, kek.id);
+    if (sample && !(await unwraps(() => keks.unwrap(sample.tenant, sample.purpose, sample.version, sample.wrapped)))) {
+      throw new MasterKeyMismatch(`${settingOf(kek)}: the key with id "${kek.id}" does not open the keys wrapped under that id`);
+    }
+  }
+  for (const kek of unchecked) {
+    await db.query('INSERT INTO master_key_checks (kek_id, check_value) VALUES ($1, $2) ON CONFLICT (kek_id) DO NOTHING', [kek.id, await masterKeyCheckValue(kek)]);
   }
 }

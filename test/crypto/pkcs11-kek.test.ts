@@ -1,11 +1,11 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KekConfig } from '../../src/config/index.js';
-import { KekUnavailableError } from '../../src/crypto/kek.js';
+import { KekSet, KekUnavailableError } from '../../src/crypto/kek.js';
 import { CKA, CKK_AES, CKO_SECRET_KEY, Pkcs11Module } from '../../src/crypto/pkcs11.js';
 import { Pkcs11Kek } from '../../src/crypto/pkcs11-kek.js';
 import { createPgDb, type Db } from '../../src/store/db.js';
@@ -58,6 +58,13 @@ describe('the PKCS#11 KEK', () => {
         expect(error).not.toBeInstanceOf(KekUnavailableError);
       }
       await expect(kek.unwrap(one.subarray(0, 20), aad)).rejects.toThrow(/too short/);
+      // Through the set, as the keyring uses it: a data key moved to another tenant, purpose or version opens nowhere.
+      const keks = new KekSet([kek]);
+      const wrapped = await keks.wrap('acme', 'data', 1, raw);
+      expect((await keks.unwrap('acme', 'data', 1, wrapped)).equals(raw)).toBe(true);
+      for (const [tenant, purpose, version] of [['other', 'data', 1], ['acme', 'fingerprint', 1], ['acme', 'data', 2]] as const) {
+        await expect(keks.unwrap(tenant, purpose, version, wrapped)).rejects.toThrow(/refused/);
+      }
     } finally {
       await kek.close();
     }
@@ -92,6 +99,10 @@ describe('start-up with KEK_PROVIDER=pkcs11', () => {
     ({ url, drop } = await createTestDatabase());
     await makeKey('extractable', [[CKA.SENSITIVE, false], [CKA.EXTRACTABLE, true]]);
     await makeKey('not-sensitive', [[CKA.SENSITIVE, false], [CKA.EXTRACTABLE, false]]);
+    // A key whose bytes existed outside the HSM, imported as sensitive and non-extractable.
+    const keyFile = join(mkdtempSync(join(tmpdir(), 'pv-aes-')), 'key');
+    writeFileSync(keyFile, randomBytes(32));
+    execFileSync('softhsm2-util', ['--import', keyFile, '--aes', '--token', hsm.tokenLabel, '--label', 'imported', '--id', '0a', '--pin', hsm.pin], { stdio: 'ignore', env: process.env });
   });
   afterAll(() => drop());
 
@@ -110,11 +121,18 @@ describe('start-up with KEK_PROVIDER=pkcs11', () => {
       [{ ...hsm.env('no-such-key') }, 'PKCS11_KEY_LABEL: the token holds no secret key with that label'],
       [{ ...hsm.env('extractable') }, 'PKCS11_KEY_LABEL: the key is extractable or not sensitive'],
       [{ ...hsm.env('not-sensitive') }, 'PKCS11_KEY_LABEL: the key is extractable or not sensitive'],
+      [{ ...hsm.env('imported') }, 'PKCS11_KEY_LABEL: the key has not always been sensitive and never extractable'],
       [{ ...hsm.env('kek'), PKCS11_PIN_FILE: pinFile }, 'PKCS11_PIN and PKCS11_PIN_FILE are both set'],
       [{ ...hsm.env('kek'), VAULT_MASTER_KEY: randomBytes(32).toString('base64') }, 'VAULT_MASTER_KEY: is set but KEK_PROVIDER does not list env'],
       [{ ...withoutPin }, 'PKCS11_PIN or PKCS11_PIN_FILE: is required'],
       [{ KEK_PROVIDER: 'env,hsm' }, 'KEK_PROVIDER'],
     ];
+    // The right PIN from a file (with the newline an editor leaves) is taken.
+    const rightPinFile = join(mkdtempSync(join(tmpdir(), 'pv-pin-')), 'pin');
+    writeFileSync(rightPinFile, `${hsm.pin}\n`);
+    const made = await runCli(['kek', 'create'], { ...withoutPin, PKCS11_KEY_LABEL: 'from-pin-file', PKCS11_PIN_FILE: rightPinFile });
+    expect(made.code, made.err).toBe(0);
+    expect(made.out).not.toContain(hsm.pin);
     for (const [env, message] of cases) {
       const res = await serve(env);
       expect(res.code, message).toBe(78);
@@ -219,6 +237,12 @@ describe('an operator moving from an env key to an HSM key, online', () => {
       expect(instance.logs.some((line) => line.msg === 'key-encryption key unavailable' && line.kek === 'hsm')).toBe(true);
       expect(instance.rawLogs.join('\n')).not.toContain(hsm.pin);
       expect((await instance.app.inject({ method: 'GET', url: '/metrics' })).body).toContain('phonevault_kek_up{kek="hsm",provider="pkcs11",active="true"} 0');
+      // A rotation needs the HSM to wrap the new key: refused, and no version comes to be.
+      const versions = async () => Number((await owner.query<{ n: string }>('SELECT count(*) AS n FROM data_keys WHERE tenant_id = $1', [cached])).rows[0]!.n);
+      const before = await versions();
+      const rotation = await instance.app.inject({ method: 'POST', url: '/v1/keys/rotate', headers: bearer({ tenant: cached, scope: 'admin' }) });
+      expect(rotation.statusCode).toBe(503);
+      expect(await versions()).toBe(before);
     } finally {
       hsm.bringBack();
     }

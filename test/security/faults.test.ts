@@ -120,4 +120,23 @@ describe('faults', () => {
     }
     expect(await snapshot()).toBe(before);
   });
+
+  it('a key whose check value is gone must open a key wrapped under its id before a new check value is recorded', async () => {
+    const saved = (await db.query<{ kek_id: string; check_value: Buffer }>('SELECT kek_id, check_value FROM master_key_checks')).rows;
+    expect(saved.map((row) => row.kek_id)).toEqual(['default']);
+    await db.query('DELETE FROM master_key_checks');
+    try {
+      const err: string[] = [];
+      const code = await main(['audit', 'verify'], { ...env(), VAULT_MASTER_KEY: randomBytes(32).toString('base64') }, () => {}, (text) => err.push(text));
+      expect(code).toBe(78);
+      expect(err.join('\n')).toContain('VAULT_MASTER_KEY: the key with id "default" does not open the keys wrapped under that id');
+      expect((await db.query('SELECT 1 FROM master_key_checks')).rowCount).toBe(0);
+      // The right key opens them, and its check value is recorded again.
+      expect(await main(['audit', 'verify'], env(), () => {}, () => {})).toBe(0);
+      expect((await db.query('SELECT kek_id FROM master_key_checks')).rows).toEqual([{ kek_id: 'default' }]);
+    } finally {
+      await db.query('DELETE FROM master_key_checks');
+      for (const row of saved) await db.query('INSERT INTO master_key_checks (kek_id, check_value) VALUES ($1, $2)', [row.kek_id, row.check_value]);
+    }
+  });
 });
