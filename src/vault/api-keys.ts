@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { apiKeyMatches, generateApiKey, hashApiKey, parseApiKey } from '../crypto/api-key.js';
 import { VaultError } from '../errors.js';
 import { isValidClient, isValidTenant, SCOPES, type Identity } from '../identity.js';
+import { safeErrorFields } from '../logger.js';
 import type { ApiKeyInfo, ApiKeyRow, ApiKeysStore } from '../store/api-keys.js';
 import { eventOf, type Caller } from './caller.js';
 import type { VaultDeps } from './deps.js';
@@ -126,7 +127,7 @@ export function createApiKeyVerifier(store: ApiKeysStore, hashKey: Buffer, logge
 
   const touch = (row: ApiKeyRow) => {
     row.lastUsedAt = new Date();
-    store.touch(row.tenant, row.id).catch((error: unknown) => logger.warn({ err: { type: (error as Error).name } }, 'could not note an API key use'));
+    store.touch(row.tenant, row.id).catch((error: unknown) => logger.warn({ err: safeErrorFields(error) }, 'could not note an API key use'));
   };
 
   return async (credential: string): Promise<Identity | null> => {
