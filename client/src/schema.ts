@@ -552,7 +552,7 @@ export interface components {
                 /** @description The key-encryption key’s id, as configured */
                 id: string;
                 /** @description Where it lives; null when this instance does not have it configured */
-                provider: ("env" | "pkcs11") | null;
+                provider: ("env" | "pkcs11" | "awskms") | null;
             } | null;
         };
         /** @description A page of the tenant's data key versions */

@@ -8,7 +8,7 @@ import { limitsShape, rateLimitsOf, type RateLimitsConfig } from './limits.js';
 import { duration, integer, list, required } from './values.js';
 
 export { ConfigError, type Env } from './env.js';
-export type { KekConfig, Pkcs11Settings } from './kek.js';
+export type { AwsKmsSettings, KekConfig, Pkcs11Settings } from './kek.js';
 export type { JwtAlgorithm, JwtConfig, JwtSigningConfig, JwtVerification } from './jwt.js';
 export { DEFAULT_RATE_LIMITS, defaultRateLimits, type ClientLimits, type RateLimitClass, type RateLimitsConfig } from './limits.js';
 export { parseDuration, parseRateLimit, type RateLimit } from './values.js';

@@ -17,12 +17,23 @@ export interface Pkcs11Settings {
   kekId: string;
 }
 
+export interface AwsKmsSettings {
+  /** The KMS key: id, ARN, alias name (`alias/…`) or alias ARN. */
+  keyId: string;
+  /** AWS_REGION (or AWS_DEFAULT_REGION); null leaves it to the SDK's shared config. */
+  region: string | null;
+  /** AWS_ENDPOINT_URL_KMS (or AWS_ENDPOINT_URL): a VPC endpoint, or a KMS-compatible server; null for AWS's own. */
+  endpoint: string | null;
+  kekId: string;
+}
+
 export interface KekConfig {
   /** In order: the first provider's first key is active; the rest only unwrap. */
   providers: KekProvider[];
   /** VAULT_MASTER_KEY's keys, when `env` is listed; else empty. */
   masterKeys: MasterKey[];
   pkcs11: Pkcs11Settings | null;
+  awskms: AwsKmsSettings | null;
 }
 
 const KEK_ID = /^[A-Za-z0-9_-]{1,32}$/;
@@ -30,7 +41,7 @@ const KEK_ID = /^[A-Za-z0-9_-]{1,32}$/;
 export const kekShape = {
   KEK_PROVIDER: list('env').pipe(
     z
-      .array(z.enum(['env', 'pkcs11'], { message: 'each provider is env or pkcs11' }))
+      .array(z.enum(['env', 'pkcs11', 'awskms'], { message: 'each provider is env, pkcs11 or awskms' }))
       .min(1, { message: 'list at least one provider' })
       .refine((providers) => new Set(providers).size === providers.length, { message: 'a provider is listed twice' }),
   ),
@@ -41,6 +52,13 @@ export const kekShape = {
   PKCS11_PIN: z.string().optional(),
   PKCS11_KEY_LABEL: z.string().optional(),
   PKCS11_KEK_ID: z.string().default('hsm'),
+  AWS_KMS_KEY_ID: z.string().optional(),
+  AWS_KMS_KEK_ID: z.string().default('kms'),
+  // Read here rather than by the SDK so that the configuration is one object (the credentials stay the SDK's own chain).
+  AWS_REGION: z.string().optional(),
+  AWS_DEFAULT_REGION: z.string().optional(),
+  AWS_ENDPOINT_URL_KMS: z.string().url({ message: 'must be a URL' }).optional(),
+  AWS_ENDPOINT_URL: z.string().url({ message: 'must be a URL' }).optional(),
 };
 
 type KekInput = z.output<z.ZodObject<typeof kekShape>>;
@@ -86,5 +104,23 @@ export function kekConfigOf(parsed: KekInput, problems: string[]): KekConfig {
   } else {
     for (const name of pkcs11Names) if (parsed[name]) problems.push(`${name}: is set but KEK_PROVIDER does not list pkcs11`);
   }
-  return { providers, masterKeys, pkcs11 };
+  let awskms: AwsKmsSettings | null = null;
+  if (providers.includes('awskms')) {
+    const before = problems.length;
+    if (!parsed.AWS_KMS_KEY_ID) problems.push('AWS_KMS_KEY_ID: is required (KEK_PROVIDER lists awskms): the KMS key id, ARN or alias/name');
+    if (!KEK_ID.test(parsed.AWS_KMS_KEK_ID)) problems.push('AWS_KMS_KEK_ID: must be 1-32 of A-Z a-z 0-9 _ -');
+    const taken = [...masterKeys.map((key) => key.id), ...(pkcs11 ? [pkcs11.kekId] : [])];
+    if (taken.includes(parsed.AWS_KMS_KEK_ID)) problems.push('AWS_KMS_KEK_ID: is also the id of another configured KEK; give each KEK its own id');
+    if (problems.length === before) {
+      awskms = {
+        keyId: parsed.AWS_KMS_KEY_ID!,
+        region: parsed.AWS_REGION || parsed.AWS_DEFAULT_REGION || null,
+        endpoint: parsed.AWS_ENDPOINT_URL_KMS || parsed.AWS_ENDPOINT_URL || null,
+        kekId: parsed.AWS_KMS_KEK_ID,
+      };
+    }
+  } else if (parsed.AWS_KMS_KEY_ID) {
+    problems.push('AWS_KMS_KEY_ID: is set but KEK_PROVIDER does not list awskms');
+  }
+  return { providers, masterKeys, pkcs11, awskms };
 }

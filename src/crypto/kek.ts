@@ -8,10 +8,13 @@ export interface WrappedKey {
   blob: Buffer;
 }
 
-export type KekProvider = 'env' | 'pkcs11';
+export type KekProvider = 'env' | 'pkcs11' | 'awskms';
+
+/** The setting an operator fixes when a KEK of this provider is not the one the database was written with. */
+export const KEK_SETTING: Record<KekProvider, string> = { env: 'VAULT_MASTER_KEY', pkcs11: 'PKCS11_KEY_LABEL', awskms: 'AWS_KMS_KEY_ID' };
 
 /**
- * A key-encryption key: wraps and unwraps data keys, wherever it lives (the environment, an HSM). A provider
+ * A key-encryption key: wraps and unwraps data keys, wherever it lives (the environment, an HSM, a KMS). A provider
  * that cannot be reached throws KekUnavailableError; a blob the key does not open throws any other error.
  */
 export interface Kek {

@@ -1,5 +1,5 @@
 import { masterKeyCheckValue, masterKeyMatches } from '../crypto/master-key-check.js';
-import { unwraps, type Kek, type KekSet } from '../crypto/kek.js';
+import { KEK_SETTING, unwraps, type Kek, type KekSet } from '../crypto/kek.js';
 import type { Db } from './db.js';
 import { kekIdsInUse, oneWrappedUnder } from './keys-repository.js';
 
@@ -10,8 +10,7 @@ export class MasterKeyMismatch extends Error {
   }
 }
 
-/** The setting an operator fixes for a KEK of this provider. */
-const settingOf = (kek: Kek) => (kek.provider === 'env' ? 'VAULT_MASTER_KEY' : 'PKCS11_KEY_LABEL');
+const settingOf = (kek: Kek) => KEK_SETTING[kek.provider];
 
 /**
  * Refuses to start with a KEK that is not the one this database was written with, or without a KEK that wraps

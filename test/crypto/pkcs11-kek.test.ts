@@ -8,12 +8,11 @@ import type { KekConfig } from '../../src/config/index.js';
 import { KekSet, KekUnavailableError } from '../../src/crypto/kek.js';
 import { CKA, CKK_AES, CKO_SECRET_KEY, Pkcs11Module } from '../../src/crypto/pkcs11.js';
 import { Pkcs11Kek } from '../../src/crypto/pkcs11-kek.js';
-import { createPgDb, type Db } from '../../src/store/db.js';
-import { bearer, build, uniqueName, type TestApp } from '../helpers/build.js';
+import { bearer, uniqueName } from '../helpers/build.js';
 import { runCli } from '../helpers/cli.js';
-import { ADMIN_TIMEOUT_MS, createTestDatabase } from '../helpers/database.js';
+import { createTestDatabase } from '../helpers/database.js';
 import { NUMBERS } from '../helpers/numbers.js';
-import { asVaultRole } from '../helpers/roles.js';
+import { kekScenarios } from '../helpers/kek-scenarios.js';
 import { createSoftHsm, SOFTHSM_MODULE, type SoftHsm } from '../helpers/softhsm.js';
 
 // Issue 16: the KEK inside an HSM, through PKCS#11, tested against a real SoftHSM2 token.
@@ -144,115 +143,19 @@ describe('start-up with KEK_PROVIDER=pkcs11', () => {
   });
 });
 
-describe('an operator moving from an env key to an HSM key, online', () => {
-  let url: string;
-  let drop: () => Promise<void>;
-  let owner: Db;
-  let vaultDb: Db;
-  const apps: TestApp[] = [];
-  const envKey = randomBytes(32).toString('base64');
-  const tenant = uniqueName('m');
-  const hsmConfig = (): KekConfig => ({ providers: ['pkcs11'], masterKeys: [], pkcs11: hsm.settings('kek') });
-  const app = async (overrides: Parameters<typeof build>[0]) => {
-    const t = await build(overrides, { db: vaultDb, owner, url, schema: 'public', drop: async () => {} });
-    apps.push(t);
-    return t;
-  };
-  beforeAll(async () => {
-    ({ url, drop } = await createTestDatabase());
-    expect((await runCli(['migrate'], { DATABASE_URL: url, VAULT_MASTER_KEY: envKey })).code).toBe(0);
-    owner = createPgDb({ connectionString: url, max: 2, queryTimeoutMs: ADMIN_TIMEOUT_MS });
-    vaultDb = createPgDb({ connectionString: asVaultRole(url), max: 4 });
-  });
-  afterAll(async () => {
-    for (const t of apps) await t.app.close();
-    await vaultDb.close();
-    await owner.close();
-    await drop();
-  });
-
-  const kekIds = async () =>
-    (
-      await owner.query<{ kek_id: string }>(
-        `SELECT kek_id FROM data_keys WHERE kek_id IS NOT NULL UNION SELECT fingerprint_kek_id FROM tenant_keys
-         UNION SELECT kek_id FROM audit_keys UNION SELECT kek_id FROM master_key_checks ORDER BY 1`,
-      )
-    ).rows.map((row) => row.kek_id);
-
-  it('configures both, re-wraps, removes the env key and restarts: old tokens read, and the old key left no trace', async () => {
-    const headers = bearer({ tenant, scope: 'tokenize detokenize admin' });
-    const before = await app({ masterKeys: [{ id: 'default', key: Buffer.from(envKey, 'base64') }] });
-    const made = await Promise.all([NUMBERS.us.e164, NUMBERS.gb.e164].map(async (phone) => (await before.app.inject({ method: 'POST', url: '/v1/tokenize', headers, payload: { phone } })).json().token as string));
-    expect(await kekIds()).toEqual(['default']);
-
-    // The HSM alone is refused while keys are wrapped by the env key.
-    const early = await runCli(['keys', 'rewrap-master'], { DATABASE_URL: url, ...hsm.env('kek') });
-    expect(early.code).toBe(78);
-    expect(early.err).toContain('data keys are wrapped by master key "default", which is not configured');
-
-    // Both configured, the HSM first (active): everything is re-wrapped under it, and the env key's check value goes.
-    const both = { DATABASE_URL: url, ...hsm.env('kek'), KEK_PROVIDER: 'pkcs11,env', VAULT_MASTER_KEY: envKey };
-    const rewrapped = await runCli(['keys', 'rewrap-master'], both);
-    expect(rewrapped.code, rewrapped.err).toBe(0);
-    expect(rewrapped.out).toMatch(/re-wrapped [1-9]\d* key\(s\) under the active master key; no key is wrapped by "default" any more/);
-    expect(await kekIds()).toEqual(['hsm']);
-
-    // The env key removed: the HSM alone serves the old tokens and makes new ones.
-    const after = await app({ kek: hsmConfig() });
-    const read = (await after.app.inject({ method: 'POST', url: '/v1/detokenize', headers, payload: { tokens: made } })).json();
-    expect(read.results.map((r: { phone: string }) => r.phone)).toEqual([NUMBERS.us.e164, NUMBERS.gb.e164]);
-    const fresh = await after.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: uniqueName('n') }), payload: { phone: NUMBERS.us.e164 } });
-    expect(fresh.statusCode).toBe(201);
-    const keys = (await after.app.inject({ method: 'GET', url: '/v1/keys', headers })).json();
-    expect(keys.keys[0].kek).toEqual({ id: 'hsm', provider: 'pkcs11' });
-    const metrics = await after.app.inject({ method: 'GET', url: '/metrics' });
-    expect(metrics.body).toContain('phonevault_kek_up{kek="hsm",provider="pkcs11",active="true"} 1');
-    expect(await kekIds()).toEqual(['hsm']);
-    // The command line verifies the stored check value against the HSM key, and a different HSM key is refused.
-    expect((await runCli(['audit', 'verify'], { DATABASE_URL: url, ...hsm.env('kek') })).code).toBe(0);
-    await makeKey('other', [[CKA.SENSITIVE, true], [CKA.EXTRACTABLE, false]]);
-    const wrongKey = await runCli(['audit', 'verify'], { DATABASE_URL: url, ...hsm.env('other') });
-    expect(wrongKey.code).toBe(78);
-    expect(wrongKey.err).toContain('PKCS11_KEY_LABEL: the key with id "hsm" is not the one this database was written with');
-  });
-
-  it('keeps cached tenants working through an HSM outage, answers 503 for the others, and recovers without a restart', async () => {
-    const cached = uniqueName('c');
-    const cold = uniqueName('d');
-    const writer = await app({ kek: hsmConfig() });
-    const tokenOf = async (t: TestApp, who: string) => (await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: who }), payload: { phone: NUMBERS.us.e164 } })).json().token as string;
-    const [cachedToken, coldToken] = [await tokenOf(writer, cached), await tokenOf(writer, cold)];
-    // Another instance, which has only ever read the first tenant's keys.
-    const instance = await app({ kek: hsmConfig() });
-    const detokenize = (who: string, token: string) => instance.app.inject({ method: 'POST', url: '/v1/detokenize', headers: bearer({ tenant: who }), payload: { tokens: [token] } });
-    expect((await detokenize(cached, cachedToken)).statusCode).toBe(200);
-
-    hsm.takeAway();
-    try {
-      expect((await detokenize(cached, cachedToken)).json().results[0].phone).toBe(NUMBERS.us.e164);
-      const refused = await detokenize(cold, coldToken);
-      expect(refused.statusCode).toBe(503);
-      expect(refused.json().code).toBe('unavailable');
-      expect(refused.headers['retry-after']).toBe('1');
-      expect(instance.logs.some((line) => line.msg === 'key-encryption key unavailable' && line.kek === 'hsm')).toBe(true);
-      expect(instance.rawLogs.join('\n')).not.toContain(hsm.pin);
-      expect((await instance.app.inject({ method: 'GET', url: '/metrics' })).body).toContain('phonevault_kek_up{kek="hsm",provider="pkcs11",active="true"} 0');
-      // A rotation needs the HSM to wrap the new key: refused, and no version comes to be.
-      const versions = async () => Number((await owner.query<{ n: string }>('SELECT count(*) AS n FROM data_keys WHERE tenant_id = $1', [cached])).rows[0]!.n);
-      const before = await versions();
-      const rotation = await instance.app.inject({ method: 'POST', url: '/v1/keys/rotate', headers: bearer({ tenant: cached, scope: 'admin' }) });
-      expect(rotation.statusCode).toBe(503);
-      expect(await versions()).toBe(before);
-    } finally {
-      hsm.bringBack();
-    }
-    // Looked for again at most once a second: the tenant reads again without a restart.
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
-    const recovered = await detokenize(cold, coldToken);
-    expect(recovered.statusCode).toBe(200);
-    expect(recovered.json().results[0].phone).toBe(NUMBERS.us.e164);
-    expect((await instance.app.inject({ method: 'GET', url: '/metrics' })).body).toContain('phonevault_kek_up{kek="hsm",provider="pkcs11",active="true"} 1');
-  });
+describe('an operator moving from an env key to an HSM key, online, and an HSM outage', () => {
+  const hsmConfig = (): KekConfig => ({ providers: ['pkcs11'], masterKeys: [], pkcs11: hsm.settings('kek'), awskms: null });
+  const { app } = kekScenarios(() => ({
+    provider: 'pkcs11',
+    kekId: 'hsm',
+    env: hsm.env('kek'),
+    config: hsmConfig(),
+    otherKeyEnv: hsm.env('other'),
+    takeAway: () => hsm.takeAway(),
+    bringBack: () => hsm.bringBack(),
+    secrets: [hsm.pin],
+  }));
+  beforeAll(() => makeKey('other', [[CKA.SENSITIVE, true], [CKA.EXTRACTABLE, false]]));
 
   it('never wraps with another key found under the same label after a reconnect', async () => {
     const instance = await app({ kek: hsmConfig() });

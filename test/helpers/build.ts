@@ -43,7 +43,7 @@ export function testConfig({ masterKeys, ...overrides }: TestOverrides = {}, env
     OFFLOAD_THREADS: '0',
     ...env,
   });
-  return { ...config, ...(masterKeys ? { kek: { providers: ['env'], masterKeys, pkcs11: null } } : {}), ...overrides };
+  return { ...config, ...(masterKeys ? { kek: { providers: ['env'], masterKeys, pkcs11: null, awskms: null } } : {}), ...overrides };
 }
 
 /** The app on a fresh schema of the real test database, with its log lines captured. */

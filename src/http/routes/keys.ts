@@ -16,7 +16,7 @@ const keyVersionSchema = z.object({
   kek: z
     .object({
       id: z.string().describe('The key-encryption key’s id, as configured'),
-      provider: z.enum(['env', 'pkcs11']).nullable().describe('Where it lives; null when this instance does not have it configured'),
+      provider: z.enum(['env', 'pkcs11', 'awskms']).nullable().describe('Where it lives; null when this instance does not have it configured'),
     })
     .nullable()
     .describe('The key-encryption key that wraps this version (never its material); null once destroyed'),
