@@ -248,6 +248,10 @@ export class Pkcs11Module {
   // Cryptoki is initialised once per process: every open of a path shares it, and the last to let go finalises it
   // (finalising under another user would end that user's sessions).
   static readonly #loaded = new Map<string, { module: Pkcs11Module; users: number }>();
+  // koffi unloads a library whose object is garbage-collected, and the functions taken from its function list do
+  // not hold it: every library loaded stays referenced for the life of the process (a call that timed out may
+  // still be running in it after the module is finalised).
+  static readonly #libraries = new Set<unknown>();
   readonly #fns: Record<Called, Native>;
   readonly #path: string;
 
@@ -270,6 +274,7 @@ export class Pkcs11Module {
 
   static #load(path: string): Pkcs11Module {
     const library = koffi.load(path);
+    Pkcs11Module.#libraries.add(library);
     const getFunctionList = library.func('unsigned long C_GetFunctionList(void *list)') as unknown as Native;
     const memory = new Memory();
     try {

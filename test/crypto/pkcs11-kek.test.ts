@@ -69,6 +69,22 @@ describe('the PKCS#11 KEK', () => {
     }
   });
 
+  it('keeps working after garbage collection, which unloads a library nothing holds', () => {
+    // A process of its own, with gc() exposed: the vault as shipped (a capped heap) collected the library under
+    // load and crashed on its next call.
+    const script = `
+      const { Pkcs11Kek } = await import(${JSON.stringify(new URL('../../dist/crypto/pkcs11-kek.js', import.meta.url).pathname)});
+      const kek = await Pkcs11Kek.open({ ...${JSON.stringify({ ...hsm.settings('kek'), pin: undefined, slot: null })}, pin: Buffer.from(${JSON.stringify(hsm.pin)}) });
+      for (let i = 0; i < 3; i++) { globalThis.gc(); await new Promise((resolve) => setTimeout(resolve, 10)); }
+      const blob = await kek.wrap(Buffer.alloc(32, 7), Buffer.from('aad'));
+      process.stdout.write((await kek.unwrap(blob, Buffer.from('aad'))).toString('hex'));
+      await kek.close();`;
+    const child = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { env: { PATH: process.env.PATH, SOFTHSM2_CONF: process.env.SOFTHSM2_CONF }, encoding: 'utf8' });
+    expect(child.signal).toBeNull();
+    expect(child.status, child.stderr).toBe(0);
+    expect(child.stdout).toBe('07'.repeat(32));
+  });
+
   it('is created inside the token as a sensitive, never extractable AES-256 key, once', async () => {
     const module = Pkcs11Module.open(SOFTHSM_MODULE);
     try {
