@@ -31,8 +31,11 @@ function run(args, env) {
   });
 }
 
-/** A fresh database, migrated, with the environment a vault needs against it; drop() removes it. */
-export async function createBenchDatabase(name) {
+/**
+ * A fresh database, migrated, with the environment a vault needs against it; drop() removes it. `kek` replaces
+ * the env master key with another provider's variables (KEK_PROVIDER and its own).
+ */
+export async function createBenchDatabase(name, kek = null) {
   const dbName = `${name}_${process.pid}`;
   const url = new URL(ADMIN_URL);
   url.pathname = `/${dbName}`;
@@ -53,11 +56,15 @@ export async function createBenchDatabase(name) {
     RATE_LIMIT_LOOKUP: '1000000000/1m',
     DETOKENIZE_ITEMS_LIMIT: '1000000000/1h',
   };
+  if (kek) {
+    delete env.VAULT_MASTER_KEY;
+    Object.assign(env, kek);
+  }
   await run(['migrate'], env);
   return {
     url: url.toString(),
     env,
-    jwt: (scope = 'tokenize detokenize lookup') => createSigner({ key: secret, algorithm: 'HS256', iss: 'bench', aud: 'bench', expiresIn: 6 * 3_600_000 })({ sub: 'bench', tenant: 'acme', scope }),
+    jwt: (scope = 'tokenize detokenize lookup', tenant = 'acme') => createSigner({ key: secret, algorithm: 'HS256', iss: 'bench', aud: 'bench', expiresIn: 6 * 3_600_000 })({ sub: 'bench', tenant, scope }),
     drop: () => admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`),
   };
 }
