@@ -57,11 +57,27 @@ export const kekShape = {
   // Read here rather than by the SDK so that the configuration is one object (the credentials stay the SDK's own chain).
   AWS_REGION: z.string().optional(),
   AWS_DEFAULT_REGION: z.string().optional(),
-  AWS_ENDPOINT_URL_KMS: z.string().url({ message: 'must be a URL' }).optional(),
-  AWS_ENDPOINT_URL: z.string().url({ message: 'must be a URL' }).optional(),
+  AWS_ENDPOINT_URL_KMS: z.string().optional(),
+  AWS_ENDPOINT_URL: z.string().optional(),
 };
 
 type KekInput = z.output<z.ZodObject<typeof kekShape>>;
+
+const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/** Data keys cross this connection in the clear inside TLS: https, or plain http only to this host (a test server). */
+function kmsEndpointProblem(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be a URL';
+  }
+  if (url.username || url.password) return 'must not carry credentials (the AWS SDK’s chain provides them)';
+  if (url.protocol === 'https:') return null;
+  if (url.protocol === 'http:' && LOOPBACK.has(url.hostname)) return null;
+  return 'must be https:// (plain http:// only to 127.0.0.1, ::1 or localhost)';
+}
 
 /** The KEK settings, or the problems with them; messages name the variable, never a value. */
 export function kekConfigOf(parsed: KekInput, problems: string[]): KekConfig {
@@ -111,6 +127,10 @@ export function kekConfigOf(parsed: KekInput, problems: string[]): KekConfig {
     if (!KEK_ID.test(parsed.AWS_KMS_KEK_ID)) problems.push('AWS_KMS_KEK_ID: must be 1-32 of A-Z a-z 0-9 _ -');
     const taken = [...masterKeys.map((key) => key.id), ...(pkcs11 ? [pkcs11.kekId] : [])];
     if (taken.includes(parsed.AWS_KMS_KEK_ID)) problems.push('AWS_KMS_KEK_ID: is also the id of another configured KEK; give each KEK its own id');
+    const endpointName = parsed.AWS_ENDPOINT_URL_KMS ? 'AWS_ENDPOINT_URL_KMS' : 'AWS_ENDPOINT_URL';
+    const endpoint = parsed.AWS_ENDPOINT_URL_KMS || parsed.AWS_ENDPOINT_URL;
+    const endpointProblem = endpoint ? kmsEndpointProblem(endpoint) : null;
+    if (endpointProblem) problems.push(`${endpointName}: ${endpointProblem}`);
     if (problems.length === before) {
       awskms = {
         keyId: parsed.AWS_KMS_KEY_ID!,

@@ -4,13 +4,22 @@ import type { AwsKmsSettings } from '../config/kek.js';
 import { KekSetupError, KekUnavailableError, type Kek } from './kek.js';
 
 const SENTINEL_AAD = Buffer.from('phonevault:awskms-sentinel:v1');
-// KMS's answers to a blob it will not open under this key and context: the blob is refused, KMS is not down.
-const REFUSALS = new Set(['InvalidCiphertextException', 'IncorrectKeyException']);
+// KMS's answers to a blob it will not open under this key and context (or a blob it cannot parse): the blob is
+// refused, KMS is not down.
+const REFUSALS = new Set(['InvalidCiphertextException', 'IncorrectKeyException', 'ValidationException']);
+// KMS answers but will not use the key: disabled, pending deletion, deleted, or the grant taken away. An outage
+// of this KEK, and one an operator (or an attacker with KMS rights) caused: logged as an error of its own.
+const KEY_REFUSED = new Set(['DisabledException', 'KMSInvalidStateException', 'NotFoundException', 'AccessDeniedException', 'KeyUnavailableException']);
+// Too many requests: this call fails, but KMS is up; the others are not held back.
+const THROTTLED = new Set(['ThrottlingException', 'LimitExceededException']);
 // Where the key material was made: inside KMS, its CloudHSM key store or an external key store, never imported.
 const GENERATED_INSIDE = new Set(['AWS_KMS', 'AWS_CLOUDHSM', 'EXTERNAL_KEY_STORE']);
-// After a failure KMS is asked again at most this often: requests for uncached tenants fail fast meanwhile,
-// rather than each wait out the SDK's retries against a KMS that is down.
+// After a failure, one call at a time probes KMS, at most this often: requests for uncached tenants fail fast
+// meanwhile, rather than each wait out the SDK's retries against a KMS that is down.
 const RETRY_EVERY_MS = 1_000;
+// A call, its retries included, gets this long: a KMS that accepts connections and never answers fails the call
+// as unavailable rather than hold it (the SDK's requestTimeout alone only warns, unless told to throw).
+const CALL_DEADLINE_MS = 5_000;
 
 interface AwsError {
   name?: string;
@@ -35,6 +44,8 @@ export class AwsKmsKek implements Kek {
   readonly #logger: Logger | undefined;
   #up = true;
   #downSince = 0;
+  #probing = false;
+  #lastSuccess = 0;
 
   private constructor(client: KMSClient, settings: AwsKmsSettings, arn: string, logger: Logger | undefined) {
     this.id = settings.kekId;
@@ -49,20 +60,20 @@ export class AwsKmsKek implements Kek {
       ...(settings.region ? { region: settings.region } : {}),
       ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
       maxAttempts: 3,
-      requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000 },
+      requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_000, throwOnRequestTimeout: true },
     });
     try {
-      const described = await client.send(new DescribeKeyCommand({ KeyId: settings.keyId })).catch((error: unknown) => {
+      const described = await client.send(new DescribeKeyCommand({ KeyId: settings.keyId }), deadline()).catch((error: unknown) => {
         throw setupError(error);
       });
       const arn = checkedArn(described.KeyMetadata);
-      const sentinel = await client.send(new EncryptCommand({ KeyId: arn, Plaintext: Buffer.from([0]), EncryptionContext: context(SENTINEL_AAD) })).catch((error: unknown) => {
+      const sentinel = await client.send(new EncryptCommand({ KeyId: arn, Plaintext: Buffer.from([0]), EncryptionContext: context(SENTINEL_AAD) }), deadline()).catch((error: unknown) => {
         throw setupError(error);
       });
-      const opened = await client.send(new DecryptCommand({ KeyId: arn, CiphertextBlob: sentinel.CiphertextBlob, EncryptionContext: context(SENTINEL_AAD) })).catch((error: unknown) => {
+      const opened = await client.send(new DecryptCommand({ KeyId: arn, CiphertextBlob: sentinel.CiphertextBlob, EncryptionContext: context(SENTINEL_AAD) }), deadline()).catch((error: unknown) => {
         throw setupError(error);
       });
-      if (opened.Plaintext?.length !== 1) throw new KekSetupError('AWS_KMS_KEY_ID: KMS did not give back what it sealed; it is not a working KMS');
+      if (opened.Plaintext?.length !== 1 || opened.Plaintext[0] !== 0) throw new KekSetupError('AWS_KMS_KEY_ID: KMS did not give back what it sealed; it is not a working KMS');
       return new AwsKmsKek(client, settings, arn, logger);
     } catch (error) {
       client.destroy();
@@ -71,13 +82,13 @@ export class AwsKmsKek implements Kek {
   }
 
   async wrap(plaintext: Buffer, aad: Buffer): Promise<Buffer> {
-    const sealed = await this.#call(() => this.#client.send(new EncryptCommand({ KeyId: this.#arn, Plaintext: plaintext, EncryptionContext: context(aad) })));
+    const sealed = await this.#call(() => this.#client.send(new EncryptCommand({ KeyId: this.#arn, Plaintext: plaintext, EncryptionContext: context(aad) }), deadline()));
     return Buffer.from(sealed.CiphertextBlob!);
   }
 
   async unwrap(blob: Buffer, aad: Buffer): Promise<Buffer> {
     const opened = await this.#call(() =>
-      this.#client.send(new DecryptCommand({ KeyId: this.#arn, CiphertextBlob: blob, EncryptionContext: context(aad), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' })),
+      this.#client.send(new DecryptCommand({ KeyId: this.#arn, CiphertextBlob: blob, EncryptionContext: context(aad), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }), deadline()),
     );
     const plaintext = opened.Plaintext!;
     const copy = Buffer.from(plaintext);
@@ -90,7 +101,10 @@ export class AwsKmsKek implements Kek {
   }
 
   async #call<T>(call: () => Promise<T>): Promise<T> {
-    if (!this.#up && Date.now() - this.#downSince < RETRY_EVERY_MS) throw new KekUnavailableError(this.id, 'KMS was unreachable; asked again at most once a second');
+    const startedAt = Date.now();
+    const probe = !this.#up;
+    if (probe && (this.#probing || startedAt - this.#downSince < RETRY_EVERY_MS)) throw new KekUnavailableError(this.id, 'KMS was unreachable; probed at most once a second');
+    if (probe) this.#probing = true;
     let result: T;
     try {
       result = await call();
@@ -99,16 +113,25 @@ export class AwsKmsKek implements Kek {
       // The wrong key, context or a tampered blob: as a failed GCM tag would be.
       if (REFUSALS.has(name)) throw new Error(`KMS refused the wrapped key (${name})`);
       const reason = describe(error);
-      if (this.#up) this.#logger?.warn({ kek: this.id, reason }, 'key-encryption key unreachable');
-      this.#up = false;
-      this.#downSince = Date.now();
+      // A throttled call, or one that began before the last success, says nothing about KMS now.
+      if (!THROTTLED.has(name) && startedAt >= this.#lastSuccess) {
+        if (this.#up && KEY_REFUSED.has(name)) this.#logger?.error({ kek: this.id, reason }, 'KMS refuses to use the key-encryption key: it was disabled, scheduled for deletion or deleted, or access to it was taken away');
+        else if (this.#up) this.#logger?.warn({ kek: this.id, reason }, 'key-encryption key unreachable');
+        this.#up = false;
+        this.#downSince = Date.now();
+      }
       throw new KekUnavailableError(this.id, reason);
+    } finally {
+      if (probe) this.#probing = false;
     }
     if (!this.#up) this.#logger?.info({ kek: this.id }, 'key-encryption key reachable again');
     this.#up = true;
+    this.#lastSuccess = Date.now();
     return result;
   }
 }
+
+const deadline = () => ({ abortSignal: AbortSignal.timeout(CALL_DEADLINE_MS) });
 
 /** The encryption context KMS binds to the ciphertext: the same AAD as every other provider seals under. */
 function context(aad: Buffer): Record<string, string> {

@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { CreateKeyCommand, DisableKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { Writable } from 'node:stream';
+import { CreateAliasCommand, CreateKeyCommand, DisableKeyCommand, EnableKeyCommand, KMSClient, ScheduleKeyDeletionCommand, CancelKeyDeletionCommand, UpdateAliasCommand, DescribeKeyCommand } from '@aws-sdk/client-kms';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AwsKmsKek } from '../../src/crypto/awskms-kek.js';
 import { KekSet, KekUnavailableError } from '../../src/crypto/kek.js';
@@ -59,6 +61,84 @@ describe('the AWS KMS KEK', () => {
   });
 });
 
+describe('the AWS KMS KEK while it runs', () => {
+  let client: KMSClient;
+  beforeAll(() => {
+    client = new KMSClient({ region: kms.region, endpoint: kms.endpoint });
+  });
+  afterAll(() => client.destroy());
+  const capture = () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (lines.push(...chunk.toString().split('\n').filter(Boolean).map((line: string) => JSON.parse(line))), done()) }));
+    return { lines, logger };
+  };
+  const pause = () => new Promise((resolve) => setTimeout(resolve, 1_100));
+
+  it('keeps using the key it started on when the alias is moved to another key', async () => {
+    const kek = await AwsKmsKek.open(kms.settings(KMS_ALIASES.kek));
+    const other = await AwsKmsKek.open(kms.settings(KMS_ALIASES.other));
+    const { KeyMetadata } = await client.send(new DescribeKeyCommand({ KeyId: KMS_ALIASES.kek }));
+    const { KeyMetadata: otherKey } = await client.send(new DescribeKeyCommand({ KeyId: KMS_ALIASES.other }));
+    try {
+      await client.send(new UpdateAliasCommand({ AliasName: KMS_ALIASES.kek, TargetKeyId: otherKey!.KeyId }));
+      const blob = await kek.wrap(randomBytes(32), aad);
+      await expect(other.unwrap(blob, aad)).rejects.toThrow(/refused/);
+      expect((await kek.unwrap(blob, aad)).length).toBe(32);
+    } finally {
+      await client.send(new UpdateAliasCommand({ AliasName: KMS_ALIASES.kek, TargetKeyId: KeyMetadata!.KeyId }));
+      await kek.close();
+      await other.close();
+    }
+  });
+
+  it('answers unavailable, with an error log line of its own, while the key is disabled or scheduled for deletion, and recovers', async () => {
+    const { KeyMetadata } = await client.send(new CreateKeyCommand({}));
+    const alias = `alias/state-${randomBytes(4).toString('hex')}`;
+    await client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: KeyMetadata!.KeyId }));
+    const { lines, logger } = capture();
+    const kek = await AwsKmsKek.open(kms.settings(alias), logger);
+    try {
+      const blob = await kek.wrap(randomBytes(32), aad);
+      for (const [away, back] of [
+        [new DisableKeyCommand({ KeyId: KeyMetadata!.KeyId }), new EnableKeyCommand({ KeyId: KeyMetadata!.KeyId })],
+        [new ScheduleKeyDeletionCommand({ KeyId: KeyMetadata!.KeyId, PendingWindowInDays: 7 }), new CancelKeyDeletionCommand({ KeyId: KeyMetadata!.KeyId })],
+      ] as const) {
+        await client.send(away as never);
+        await expect(kek.unwrap(blob, aad)).rejects.toBeInstanceOf(KekUnavailableError);
+        expect(lines.at(-1)).toMatchObject({ level: 50, kek: 'kms', msg: expect.stringContaining('KMS refuses to use the key-encryption key') });
+        await client.send(back as never);
+        if (back instanceof CancelKeyDeletionCommand) await client.send(new EnableKeyCommand({ KeyId: KeyMetadata!.KeyId }));
+        await pause();
+        expect((await kek.unwrap(blob, aad)).length).toBe(32);
+        expect(lines.at(-1)).toMatchObject({ msg: 'key-encryption key reachable again' });
+      }
+    } finally {
+      await kek.close();
+    }
+  });
+
+  it('fails calls within its deadline when KMS stops answering, lets one probe through at a time, and recovers', async () => {
+    const kek = await AwsKmsKek.open(kms.settings(KMS_ALIASES.kek));
+    const blob = await kek.wrap(randomBytes(32), aad);
+    kms.pause();
+    try {
+      const started = Date.now();
+      const calls = await Promise.allSettled(Array.from({ length: 20 }, () => kek.unwrap(blob, aad)));
+      expect(Date.now() - started).toBeLessThan(8_000);
+      for (const call of calls) expect(call.status === 'rejected' && call.reason instanceof KekUnavailableError).toBe(true);
+      // Down: the next calls fail at once, without waiting on KMS.
+      const fast = Date.now();
+      await expect(kek.unwrap(blob, aad)).rejects.toBeInstanceOf(KekUnavailableError);
+      expect(Date.now() - fast).toBeLessThan(100);
+    } finally {
+      kms.resume();
+    }
+    await pause();
+    expect((await kek.unwrap(blob, aad)).length).toBe(32);
+    await kek.close();
+  });
+});
+
 describe('start-up with KEK_PROVIDER=awskms', () => {
   let url: string;
   let drop: () => Promise<void>;
@@ -85,15 +165,22 @@ describe('start-up with KEK_PROVIDER=awskms', () => {
       [kms.env(disabled), 'AWS_KMS_KEY_ID: the key is not enabled (Disabled)'],
       [{ ...kms.env(KMS_ALIASES.kek), AWS_ENDPOINT_URL_KMS: closed }, 'AWS_KMS_KEY_ID: KMS cannot be reached'],
       [{ ...kms.env(KMS_ALIASES.kek), AWS_ENDPOINT_URL_KMS: 'not a url' }, 'AWS_ENDPOINT_URL_KMS: must be a URL'],
+      [{ ...kms.env(KMS_ALIASES.kek), AWS_ENDPOINT_URL_KMS: 'http://kms.example:4566' }, 'AWS_ENDPOINT_URL_KMS: must be https://'],
+      [{ ...kms.env(KMS_ALIASES.kek), AWS_ENDPOINT_URL_KMS: 'file:///etc/passwd' }, 'AWS_ENDPOINT_URL_KMS: must be https://'],
+      [{ ...kms.env(KMS_ALIASES.kek), AWS_ENDPOINT_URL_KMS: undefined as never, AWS_ENDPOINT_URL: 'https://user:hunter2@kms.example' }, 'AWS_ENDPOINT_URL: must not carry credentials'],
       [{ ...kms.env(''), AWS_KMS_KEY_ID: '' }, 'AWS_KMS_KEY_ID: is required'],
       [{ ...kms.env(KMS_ALIASES.kek), KEK_PROVIDER: 'awskms,env', VAULT_MASTER_KEY: `kms:${randomBytes(32).toString('base64')}` }, 'AWS_KMS_KEK_ID: is also the id of another configured KEK'],
       [{ AWS_KMS_KEY_ID: KMS_ALIASES.kek, VAULT_MASTER_KEY: randomBytes(32).toString('base64') }, 'AWS_KMS_KEY_ID: is set but KEK_PROVIDER does not list awskms'],
     ];
+    // Settings of a provider not listed are not checked: an unrelated AWS_ENDPOINT_URL does not stop an env vault.
+    const unrelated = await runCli(['sweep'], { DATABASE_URL: url, VAULT_MASTER_KEY: randomBytes(32).toString('base64'), AWS_ENDPOINT_URL: 'kms.eu-west-2.amazonaws.com' });
+    expect(unrelated.err).not.toContain('AWS_ENDPOINT_URL');
     for (const [env, message] of cases) {
       const res = await runCli(['serve'], { ...base(), ...env });
       expect(res.code, message).toBe(78);
       expect(res.err, message).toContain(message);
       expect(res.err).not.toContain(process.env.AWS_SECRET_ACCESS_KEY);
+      expect(res.err).not.toContain('hunter2');
     }
   });
 

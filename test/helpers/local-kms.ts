@@ -23,6 +23,9 @@ export interface LocalKms {
   /** The server stops (an outage from outside the vault) and starts again on the same port and data. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** The server stops answering but keeps its connections open (SIGSTOP), and answers again (SIGCONT). */
+  pause(): void;
+  resume(): void;
   drop(): Promise<void>;
 }
 
@@ -111,9 +114,10 @@ export async function startLocalKms(): Promise<LocalKms> {
     if (!(await answers(port))) throw new Error('local-kms did not start');
   };
   const stop = async () => {
-    const running = child;
+    const running = child as ChildProcess | null;
     child = null;
     if (!running || running.exitCode !== null) return;
+    running.kill('SIGCONT');
     await new Promise((resolve) => {
       running.once('exit', resolve);
       running.kill('SIGKILL');
@@ -127,6 +131,8 @@ export async function startLocalKms(): Promise<LocalKms> {
     settings: (keyId) => ({ keyId, region, endpoint, kekId: 'kms' }),
     stop,
     start,
+    pause: () => (child as ChildProcess | null)?.kill('SIGSTOP'),
+    resume: () => (child as ChildProcess | null)?.kill('SIGCONT'),
     drop: async () => {
       await stop();
       rmSync(dir, { recursive: true, force: true });
