@@ -14,7 +14,7 @@ const ticksPerSecond = (() => {
 })();
 
 /** utime + stime of a process, in seconds; null when it cannot be read. */
-function processCpu(pid) {
+export function processCpu(pid) {
   try {
     // The command name may hold spaces or parentheses: the fields after it start past the last ')'.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

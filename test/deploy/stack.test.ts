@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const repo = new URL('../../', import.meta.url).pathname;
 const need = (name: string) => process.env[name] ?? (() => { throw new Error(`${name} is not set: run npm run test:deploy`); })();
 const project = `pvdeploy${randomBytes(3).toString('hex')}`;
-const image = `phonevault-deploy/vault:${project}`;
+// One tag, rebuilt each run: its layers stay in the engine as the next build's cache.
+const image = 'phonevault-deploy/vault:test';
 let dir: string;
 let env: NodeJS.ProcessEnv;
 
@@ -89,7 +90,6 @@ beforeAll(async () => {
 afterAll(() => {
   if (!dir) return;
   run('docker', ['compose', '-f', 'docker-compose.yml', '-f', 'docker-compose.ha.yml', 'down', '-v', '--remove-orphans', '-t', '20'], { allowFail: true });
-  run('docker', ['image', 'rm', '-f', image], { allowFail: true });
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -184,10 +184,13 @@ describe('the compose stack, from outside', () => {
 
 describe('the image', () => {
   it('is production dependencies only, proves its HEALTHCHECK and STOPSIGNAL, and is measured', async () => {
-    const devDependencies = Object.keys(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).devDependencies ?? {});
+    // What the lockfile marks dev-only (needed by no production dependency, however deep) is absent.
+    const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8')).packages as Record<string, { dev?: boolean }>;
+    const devOnly = Object.entries(lock).filter(([path, entry]) => entry.dev && /^node_modules\/(@[^/]+\/)?[^/]+$/.test(path)).map(([path]) => path.slice('node_modules/'.length));
+    expect(devOnly).toContain('vitest');
     const installed = run('docker', ['run', '--rm', '--entrypoint', 'sh', image, '-c', 'cd /app/node_modules && ls -d * @*/*']).split(/\s+/);
     expect(installed).toContain('fastify');
-    for (const name of devDependencies) expect(installed, name).not.toContain(name);
+    expect(devOnly.filter((name) => installed.includes(name))).toEqual([]);
     expect(run('docker', ['run', '--rm', '--entrypoint', 'id', image, '-u']).trim()).toBe('1000');
 
     // The image alone (its own HEALTHCHECK, not compose's), on the stack's network and database.
@@ -195,7 +198,9 @@ describe('the image', () => {
     const secretsDir = join(dir, 'secrets');
     const started = Date.now();
     const id = run('docker', [
-      'run', '-d', '--network', network, '--read-only', '--cap-drop', 'ALL', '-v', `${secretsDir}:/run/secrets:ro`,
+      // Each secret mounted as a file, as compose does (the folder itself is private to its owner).
+      'run', '-d', '--network', network, '--read-only', '--cap-drop', 'ALL',
+      ...['database_url', 'vault_master_key', 'jwt_secret'].flatMap((name) => ['-v', `${join(secretsDir, name)}:/run/secrets/${name}:ro`]),
       '-e', 'DATABASE_URL_FILE=/run/secrets/database_url', '-e', 'VAULT_MASTER_KEY_FILE=/run/secrets/vault_master_key',
       '-e', 'JWT_SECRET_FILE=/run/secrets/jwt_secret', '-e', 'JWT_ISSUER=https://issuer.example', '-e', 'JWT_AUDIENCE=phonevault', image,
     ]).trim();
@@ -203,7 +208,9 @@ describe('the image', () => {
       let health = '';
       while (health !== 'healthy' && Date.now() - started < 60_000) {
         await new Promise((resolve) => setTimeout(resolve, 250));
-        health = inspect(id).State.Health?.Status ?? '';
+        const state = inspect(id).State;
+        health = state.Health?.Status ?? '';
+        expect(state.Running, run('docker', ['logs', id])).toBe(true);
         expect(health).not.toBe('unhealthy');
       }
       expect(health).toBe('healthy');
@@ -216,7 +223,11 @@ describe('the image', () => {
       expect(run('docker', ['logs', id])).toContain('"signal":"SIGTERM","msg":"shutting down"');
       expect(stopMs).toBeLessThan(10_000);
       const sizeMb = inspect(image).Size / 1e6;
-      console.log(`image ${sizeMb.toFixed(0)} MB; started to healthy (Docker's check) ${healthyMs} ms; stopped in ${stopMs} ms`);
+      // The process's start to Docker's first passing check, apart from the container's creation (vfs copies the image).
+      const { StartedAt } = state;
+      const firstPass = inspect(id).State.Health.Log.find((entry: { ExitCode: number }) => entry.ExitCode === 0);
+      const processToHealthyMs = Date.parse(firstPass.End) - Date.parse(StartedAt);
+      console.log(`image ${sizeMb.toFixed(0)} MB; docker run to healthy ${healthyMs} ms, of which process start to the first passing HEALTHCHECK ${processToHealthyMs} ms (the check runs every 10 s); stopped in ${stopMs} ms`);
     } finally {
       run('docker', ['rm', '-f', id], { allowFail: true });
     }
