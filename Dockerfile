@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # NODE_IMAGE: the official image by default; a stand-in built from npm's Node package where no registry is
-# reachable (test/deploy). NPM_CONFIG_REGISTRY: a registry mirror for npm ci, when set.
+# reachable (test/deploy). NPM_CONFIG_REGISTRY: a registry mirror for npm ci, when set; build arguments are
+# recorded in the image's history, so a mirror's URL, never one carrying a credential.
 ARG NODE_IMAGE=node:22-bookworm-slim
 
 # Build stage: full dependencies, compile TypeScript.

