@@ -1,13 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { KekConfig } from '../../src/config/index.js';
-import { KEK_SETTING, type KekProvider } from '../../src/crypto/kek.js';
+import { KEK_SETTING, KekSet, type Kek, type KekProvider } from '../../src/crypto/kek.js';
 import { createPgDb, type Db } from '../../src/store/db.js';
 import { bearer, build, uniqueName, type TestApp } from './build.js';
 import { runCli } from './cli.js';
 import { ADMIN_TIMEOUT_MS, createTestDatabase } from './database.js';
 import { NUMBERS } from './numbers.js';
 import { asVaultRole } from './roles.js';
+
+/** Through the set, as the keyring uses it: a data key moved to another tenant, purpose or version opens nowhere. */
+export async function expectBoundToItsKey(kek: Kek, raw: Buffer): Promise<void> {
+  const keks = new KekSet([kek]);
+  const wrapped = await keks.wrap('acme', 'data', 1, raw);
+  expect((await keks.unwrap('acme', 'data', 1, wrapped)).equals(raw)).toBe(true);
+  for (const [tenant, purpose, version] of [['other', 'data', 1], ['acme', 'fingerprint', 1], ['acme', 'data', 2]] as const) {
+    await expect(keks.unwrap(tenant, purpose, version, wrapped)).rejects.toThrow(/refused/);
+  }
+}
 
 /** A KEK provider under test, with the means to take it away from outside the vault. */
 export interface KekUnderTest {
