@@ -200,10 +200,18 @@ describe('the compose stack, from outside', () => {
     const logs = compose('logs', '--no-log-prefix', 'vault').split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
     const signalAt = logs.find((line) => line.signal === 'SIGTERM' && line.msg === 'shutting down')?.time as number;
     expect(signalAt).toBeGreaterThanOrEqual(stopBegan - 1_000);
-    // Every request begun before the signal was answered in full: 200, or a 503 if it reached a server already
-    // closing (its time here is the client's). None was cut off.
+    // The server's own record (one line per request it handled, written when it answered) against the
+    // client's: every request it served reached its client in full, none cut off; the others were refused with
+    // 503 (the closing server's own refusals are logged apart). A request can only be
+    // begun at the client and not yet received when the signal comes (a fresh connection still in Docker's
+    // port proxy, or not yet read, which Node closes as idle): that one may be reset, never one received.
+    const served = logs.filter((line) => line.msg === 'request' && line.client === 'stopper' && line.route === '/v1/tokenize/batch');
+    const ok = (list: Array<{ status: number }>) => list.filter((a) => a.status === 200).length;
+    expect(ok(served)).toBe(ok(answers));
+    for (const line of served) expect([200, 503]).toContain(line.status);
+    // Nothing sent well before the signal was lost on the way (the 1 s covers only the proxy's hop and a busy machine).
+    expect(failures.filter((f) => f.began < signalAt - 1_000)).toEqual([]);
     const before = answers.filter((a) => a.began < signalAt);
-    expect(failures.filter((f) => f.began < signalAt)).toEqual([]);
     for (const answer of before) expect([200, 503]).toContain(answer.status);
     // Some were in flight when it came, and finished after it, with their work done.
     expect(before.filter((a) => a.ended > signalAt && a.status === 200).length).toBeGreaterThan(0);
