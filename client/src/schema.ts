@@ -264,6 +264,11 @@ export interface components {
             country?: string;
             /** @default false */
             deterministic?: boolean;
+            /**
+             * @description `opaque` (default): `tok_…`; `phone`: a 15-digit E.164 string in the never-assigned country-code block 28x, which no phone can dial
+             * @enum {string}
+             */
+            format?: "opaque" | "phone";
             /** @description Seconds until the token expires */
             ttlSeconds?: number;
         };
@@ -271,6 +276,11 @@ export interface components {
             items: components["schemas"]["PhoneInput"][];
             /** @default false */
             deterministic?: boolean;
+            /**
+             * @description `opaque` (default): `tok_…`; `phone`: a 15-digit E.164 string in the never-assigned country-code block 28x, which no phone can dial
+             * @enum {string}
+             */
+            format?: "opaque" | "phone";
             /** @description Seconds until the token expires */
             ttlSeconds?: number;
         };
@@ -1484,7 +1494,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description An opaque vault token */
+                /** @description A vault token: `tok_` and 22 base64url characters, or phone-shaped, `+28` and 13 digits */
                 token: string;
             };
             cookie?: never;
@@ -1610,7 +1620,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description An opaque vault token */
+                /** @description A vault token: `tok_` and 22 base64url characters, or phone-shaped, `+28` and 13 digits */
                 token: string;
             };
             cookie?: never;

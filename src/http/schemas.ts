@@ -15,7 +15,10 @@ export const countryField = z
   .string()
   .regex(/^[A-Za-z]{2}$/)
   .describe('ISO 3166 alpha-2 region used for numbers written without their country code');
-export const tokenField = z.string().regex(TOKEN_PATTERN).describe('An opaque vault token');
+export const tokenField = z.string().regex(TOKEN_PATTERN).describe('A vault token: `tok_` and 22 base64url characters, or phone-shaped, `+28` and 13 digits');
+export const formatField = z
+  .enum(['opaque', 'phone'])
+  .describe('`opaque` (default): `tok_…`; `phone`: a 15-digit E.164 string in the never-assigned country-code block 28x, which no phone can dial');
 const TEN_YEARS = 10 * 365 * 24 * 3600;
 export const ttlField = z.int().min(1).max(TEN_YEARS).describe('Seconds until the token expires');
 export const lineTypeField = z.enum(LINE_TYPES);

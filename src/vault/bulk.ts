@@ -1,6 +1,6 @@
 import { fingerprintNumber } from '../crypto/fingerprint.js';
 import { openNumber, sealNumber } from '../crypto/number-envelope.js';
-import { newTokenId } from '../crypto/tokens.js';
+import { formatOf, newTokenId, type TokenFormat } from '../crypto/tokens.js';
 import { VaultError } from '../errors.js';
 import { parsePhone, type LineType, type ParsedPhone } from '../phone/parse.js';
 import type { EnvelopeRow } from '../store/tokens/rows.js';
@@ -22,6 +22,12 @@ export interface PhoneInput {
 export interface ItemError {
   code: 'invalid_phone' | 'invalid_country';
   detail: string;
+}
+
+/** What kind of token a request makes: one per number (deterministic) or a new one each time, of either shape. */
+export interface Minting {
+  deterministic: boolean;
+  format: TokenFormat;
 }
 
 /** The active data key, its version and the tenant's fingerprint key, for sealing. */
@@ -83,8 +89,9 @@ export function parseInputs(inputs: PhoneInput[], deterministic: boolean): Parse
   return { slots, phones };
 }
 
-export function sealRow(tenant: string, keys: SealingKeys, phone: ParsedPhone): SealedRow {
-  const tokenId = newTokenId();
+/** Seals a number under a fresh token id of the given shape. */
+export function sealRow(tenant: string, keys: SealingKeys, phone: ParsedPhone, format: TokenFormat): SealedRow {
+  const tokenId = newTokenId(format);
   const fingerprint = fingerprintNumber(keys.fingerprintKey, phone.e164);
   return {
     tokenId,
@@ -97,10 +104,13 @@ export function sealRow(tenant: string, keys: SealingKeys, phone: ParsedPhone): 
   };
 }
 
+/** The same number sealed again under a fresh id of its row's shape (a collision's, or a vanished winner's, retry). */
+export const resealRow = (tenant: string, keys: SealingKeys, row: SealedRow): SealedRow => sealRow(tenant, keys, row, formatOf(row.tokenId));
+
 /** parseInputs, then each number sealed under a fresh token id. */
-export function prepareRows(tenant: string, inputs: PhoneInput[], keys: SealingKeys, deterministic: boolean): Prepared {
-  const { slots, phones } = parseInputs(inputs, deterministic);
-  return { slots, rows: phones.map((phone) => sealRow(tenant, keys, phone)) };
+export function prepareRows(tenant: string, inputs: PhoneInput[], keys: SealingKeys, minting: Minting): Prepared {
+  const { slots, phones } = parseInputs(inputs, minting.deterministic);
+  return { slots, rows: phones.map((phone) => sealRow(tenant, keys, phone, minting.format)) };
 }
 
 

@@ -1,5 +1,5 @@
 import { fingerprintNumber } from '../crypto/fingerprint.js';
-import { formatToken, parseToken } from '../crypto/tokens.js';
+import { formatToken, parseToken, TOKEN_ID_BYTES } from '../crypto/tokens.js';
 import { VaultError } from '../errors.js';
 import { parsePhone, type LineType } from '../phone/parse.js';
 import { findByFingerprint, findMetadata } from '../store/tokens/queries.js';
@@ -28,8 +28,9 @@ const CURSOR = /^[A-Za-z0-9_-]{21}[AQgw]$/;
 
 export function parseCursor(cursor: string | undefined): Buffer | null {
   if (cursor === undefined) return null;
-  const id = CURSOR.test(cursor) ? parseToken(`tok_${cursor}`) : null;
-  if (!id) throw new VaultError('invalid_request', 'cursor: not a cursor this vault gave');
+  // Any id's base64url (an opaque or a phone-shaped token's): the pattern admits only the canonical spelling.
+  const id = CURSOR.test(cursor) ? Buffer.from(cursor, 'base64url') : null;
+  if (id?.length !== TOKEN_ID_BYTES) throw new VaultError('invalid_request', 'cursor: not a cursor this vault gave');
   return id;
 }
 

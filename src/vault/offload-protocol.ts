@@ -1,5 +1,5 @@
 import type { LineType } from '../phone/parse.js';
-import type { ItemError, Opened, PhoneInput } from './bulk.js';
+import type { ItemError, Minting, Opened, PhoneInput } from './bulk.js';
 
 /**
  * What passes between the vault and its worker threads (src/vault/offload.ts). Buffers arrive on the other side
@@ -44,7 +44,7 @@ export interface PrepareTask {
   version: number;
   key: Uint8Array;
   fingerprintKey: Uint8Array;
-  deterministic: boolean;
+  minting: Minting;
 }
 
 export interface PrepareResult {

@@ -7,7 +7,7 @@ export function prepare(task: PrepareTask): PrepareResult {
     task.tenant,
     task.inputs,
     { version: task.version, key: asBuffer(task.key), fingerprintKey: asBuffer(task.fingerprintKey) },
-    task.deterministic,
+    task.minting,
   );
   const tokenIds = pack(rows.map((row) => row.tokenId));
   const envelopes = pack(rows.map((row) => row.envelope));

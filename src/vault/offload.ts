@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
-import { openRows, prepareRows, type EnvelopeRow, type Opened, type PhoneInput, type Prepared, type SealingKeys } from './bulk.js';
+import { openRows, prepareRows, type EnvelopeRow, type Minting, type Opened, type PhoneInput, type Prepared, type SealingKeys } from './bulk.js';
 import { pack, unpack, unpackOpened, type OpenTask, type PrepareResult, type PrepareTask } from './offload-protocol.js';
 import { safeErrorFields } from '../logger.js';
 
@@ -14,13 +14,13 @@ import { safeErrorFields } from '../logger.js';
  */
 export interface Offload {
   /** Parses and seals the inputs under keys reserved for one encryption per input, inline or on a thread alike. */
-  prepareRows(tenant: string, inputs: PhoneInput[], keys: SealingKeys, deterministic: boolean): Promise<Prepared>;
+  prepareRows(tenant: string, inputs: PhoneInput[], keys: SealingKeys, minting: Minting): Promise<Prepared>;
   openRows(tenant: string, keys: ReadonlyMap<number, Buffer>, rows: EnvelopeRow[]): Promise<Opened[]>;
   close(): Promise<void>;
 }
 
-const prepareInline = async (tenant: string, inputs: PhoneInput[], keys: SealingKeys, deterministic: boolean): Promise<Prepared> =>
-  prepareRows(tenant, inputs, keys, deterministic);
+const prepareInline = async (tenant: string, inputs: PhoneInput[], keys: SealingKeys, minting: Minting): Promise<Prepared> =>
+  prepareRows(tenant, inputs, keys, minting);
 
 /** Below these sizes a round trip to a thread costs more than the parsing, sealing or opening it would move. */
 const PREPARE_OFFLOAD_ITEMS = 16;
@@ -68,9 +68,9 @@ export function createOffload(options: { threads: number; logger?: Logger; worke
   pool.on('error', (error: unknown) => options.logger?.error({ err: safeErrorFields(error) }, 'offload worker failed'));
 
   return {
-    async prepareRows(tenant, inputs, keys, deterministic) {
-      if (inputs.length < PREPARE_OFFLOAD_ITEMS) return prepareInline(tenant, inputs, keys, deterministic);
-      const task: PrepareTask = { tenant, inputs, version: keys.version, key: ownCopy(keys.key), fingerprintKey: ownCopy(keys.fingerprintKey), deterministic };
+    async prepareRows(tenant, inputs, keys, minting) {
+      if (inputs.length < PREPARE_OFFLOAD_ITEMS) return prepareInline(tenant, inputs, keys, minting);
+      const task: PrepareTask = { tenant, inputs, version: keys.version, key: ownCopy(keys.key), fingerprintKey: ownCopy(keys.fingerprintKey), minting };
       const result = (await pool.run(task, { name: 'prepare' })) as PrepareResult;
       const tokenIds = unpack(result.tokenIds, result.tokenIdEnds);
       const envelopes = unpack(result.envelopes, result.envelopeEnds);

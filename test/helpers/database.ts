@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { createPgDb } from '../../src/store/db.js';
-import { recordAuditRows } from './log-sink.js';
+import { recordDatabase } from './log-sink.js';
 
 // Creating and dropping databases on a loaded machine takes longer than the vault gives a request.
 export const ADMIN_TIMEOUT_MS = 60_000;
@@ -19,7 +19,7 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
     url: url.toString(),
     async drop() {
       const own = createPgDb({ connectionString: url.toString(), max: 1, queryTimeoutMs: ADMIN_TIMEOUT_MS });
-      await recordAuditRows(own);
+      await recordDatabase(own);
       await own.close();
       const db = createPgDb({ connectionString: adminUrl, max: 1, queryTimeoutMs: ADMIN_TIMEOUT_MS });
       await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { createPgDb, type Db } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
-import { recordAuditRows } from './log-sink.js';
+import { recordDatabase } from './log-sink.js';
 
 import { asVaultRole } from './roles.js';
 
@@ -33,7 +33,7 @@ export async function createTestDb(options: { max?: number } = {}): Promise<Test
     url,
     schema,
     async drop() {
-      await recordAuditRows(owner);
+      await recordDatabase(owner);
       await db.close();
       await owner.query(`DROP SCHEMA ${schema} CASCADE`);
       await owner.close();

@@ -1,10 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { createPgDb } from '../../src/store/db.js';
 import { VAULT_ROLE } from './roles.js';
 import { findLeaks } from './numbers.js';
+import { phoneTokensFile } from './log-sink.js';
+import { isValidPhoneNumber, parsePhoneNumberFromString } from 'libphonenumber-js/max';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -98,7 +100,16 @@ export default async function setup(project: TestProject) {
     const text = readFileSync(logFile, 'utf8');
     const lines = text.split('\n').filter(Boolean).length;
     const leaks = findLeaks(text);
+    const phoneTokens = existsSync(phoneTokensFile(logFile)) ? readFileSync(phoneTokensFile(logFile), 'utf8').split('\n').filter(Boolean) : [];
     rmSync(logDir, { recursive: true, force: true });
+    // No phone-shaped token the run stored is a valid number to libphonenumber, for its own region or any other.
+    const dialable = phoneTokens.filter((token) => isValidPhoneNumber(token) || parsePhoneNumberFromString(token)?.country !== undefined);
+    if (dialable.length > 0 || phoneTokens.some((token) => !/^\+28[0-9]{13}$/.test(token))) {
+      process.exitCode = 1;
+      console.error(`phone-shaped token scan FAILED: ${dialable.length} of ${phoneTokens.length} are valid numbers or malformed`);
+      return;
+    }
+    console.log(`phone-shaped token scan: ${phoneTokens.length} tokens, none a valid number of any region`);
     if (leaks.length > 0) {
       // A teardown error alone does not fail a vitest run: set the exit code as well.
       process.exitCode = 1;

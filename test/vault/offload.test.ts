@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fingerprintNumber } from '../../src/crypto/fingerprint.js';
 import { openNumber } from '../../src/crypto/number-envelope.js';
+import { formatOf } from '../../src/crypto/tokens.js';
 import { openRows, prepareRows, type SealingKeys } from '../../src/vault/bulk.js';
 import { createOffload, inlineOffload } from '../../src/vault/offload.js';
 import { pack, packOpened, unpack, unpackOpened } from '../../src/vault/offload-protocol.js';
@@ -29,10 +30,10 @@ const inputs = Array.from({ length: 100 }, (_, i) => {
 });
 
 describe('offloaded batches', () => {
-  for (const deterministic of [false, true]) {
-    it(`parse and seal on a worker exactly as inline (deterministic: ${deterministic})`, async () => {
-      const onThread = await offload.prepareRows(tenant, inputs, keys, deterministic);
-      const inline = await inlineOffload.prepareRows(tenant, inputs, keys, deterministic);
+  for (const [deterministic, format] of [[false, 'opaque'], [true, 'opaque'], [false, 'phone']] as const) {
+    it(`parse and seal on a worker exactly as inline (deterministic: ${deterministic}, format: ${format})`, async () => {
+      const onThread = await offload.prepareRows(tenant, inputs, keys, { deterministic, format });
+      const inline = await inlineOffload.prepareRows(tenant, inputs, keys, { deterministic, format });
 
       expect(onThread.slots).toEqual(inline.slots);
       expect(onThread.rows.map(({ e164, country, lineType, keyVersion }) => ({ e164, country, lineType, keyVersion }))).toEqual(
@@ -41,6 +42,7 @@ describe('offloaded batches', () => {
       expect(onThread.rows.length).toBe(deterministic ? 22 : 60);
       for (const row of onThread.rows) {
         expect(row.tokenId.length).toBe(16);
+        expect(formatOf(row.tokenId)).toBe(format);
         expect(openNumber(keys.key, { tenant, tokenId: row.tokenId, fingerprint: row.fingerprint }, row.envelope)).toBe(row.e164);
         expect(row.fingerprint.equals(fingerprintNumber(keys.fingerprintKey, row.e164))).toBe(true);
       }
@@ -55,7 +57,7 @@ describe('offloaded batches', () => {
     for (let wave = 0; wave < 4; wave++) {
       for (let k = 0; k < 3; k++) {
         const id = runs.length;
-        runs.push(offload.prepareRows(tenant, inputs, keys, false).then(() => finished.push(id)));
+        runs.push(offload.prepareRows(tenant, inputs, keys, { deterministic: false, format: 'opaque' }).then(() => finished.push(id)));
       }
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
@@ -69,7 +71,7 @@ describe('offloaded batches', () => {
   });
 
   it('open on a worker exactly as inline: numbers, tampered envelopes and missing keys', async () => {
-    const { rows } = prepareRows(tenant, inputs, keys, false);
+    const { rows } = prepareRows(tenant, inputs, keys, { deterministic: false, format: 'opaque' });
     const stored = rows.map((row) => ({ tokenId: row.tokenId, keyVersion: row.keyVersion, envelope: Buffer.from(row.envelope), fingerprint: row.fingerprint }));
     stored[7]!.envelope[stored[7]!.envelope.length - 1]! ^= 1; // a flipped tag bit
     stored[9] = { ...stored[9]!, tokenId: stored[10]!.tokenId }; // an envelope moved to another token

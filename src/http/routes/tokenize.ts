@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Vault } from '../../vault/vault.js';
-import { bearerSecurity, countryField, IDEMPOTENT, idempotentHeaders, itemErrorSchema, lineTypeField, phoneField, REPLAYED_HEADER, timestamp, ttlField, type SchemaRegistry } from '../schemas.js';
+import { bearerSecurity, countryField, formatField, IDEMPOTENT, idempotentHeaders, itemErrorSchema, lineTypeField, phoneField, REPLAYED_HEADER, timestamp, ttlField, type SchemaRegistry } from '../schemas.js';
 
 export interface TokenizeRoutesOptions {
   vault: Vault;
@@ -17,6 +17,9 @@ const tokenizedSchema = z.object({
   deterministic: z.boolean(),
   expiresAt: timestamp.nullable(),
 });
+
+// `opaque` is the default, said or not: a retry of a request made before `format` existed is the same request.
+const shape = (format: 'opaque' | 'phone' | undefined) => (format === 'phone' ? format : undefined);
 
 export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, batchMax, schemas }: TokenizeRoutesOptions) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
@@ -36,19 +39,19 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
         headers: idempotentHeaders,
         body: schemas.named(
           'Tokenize',
-          z.strictObject({ phone: phoneField, country: countryField.optional(), deterministic: z.boolean().default(false), ttlSeconds: ttlField.optional() }),
+          z.strictObject({ phone: phoneField, country: countryField.optional(), deterministic: z.boolean().default(false), format: formatField.optional(), ttlSeconds: ttlField.optional() }),
         ),
         response: { 201: schemas.named('Tokenized', tokenizedSchema, 'The token, and what is known of its number'), ...schemas.problems('tokenize', ['invalid_phone', 'invalid_country', ...IDEMPOTENT], { body: true }) },
       },
     },
     async (request, reply) => {
-      const { phone, country, deterministic, ttlSeconds } = request.body;
+      const { phone, country, deterministic, format, ttlSeconds } = request.body;
       const key = request.headers['idempotency-key'];
       reply.itemCount = 1;
       let tokenized;
       try {
         const input = { phone, country };
-        const options = { deterministic, ttlSeconds };
+        const options = { deterministic, format: shape(format), ttlSeconds };
         tokenized = key ? await vault.tokenizeOnce(request.caller!, input, options, key) : { value: await vault.tokenize(request.caller!, input, options), replayed: false };
       } catch (error) {
         app.metrics.tokenizeItems.inc({ outcome: 'rejected' });
@@ -73,7 +76,7 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
         headers: idempotentHeaders,
         body: schemas.named(
           'TokenizeBatch',
-          z.strictObject({ items: z.array(phoneItem).min(1).max(batchMax), deterministic: z.boolean().default(false), ttlSeconds: ttlField.optional() }),
+          z.strictObject({ items: z.array(phoneItem).min(1).max(batchMax), deterministic: z.boolean().default(false), format: formatField.optional(), ttlSeconds: ttlField.optional() }),
         ),
         response: {
           200: schemas.named(
@@ -93,10 +96,10 @@ export default async function tokenizeRoutes(fastify: FastifyInstance, { vault, 
       },
     },
     async (request, reply) => {
-      const { items, deterministic, ttlSeconds } = request.body;
+      const { items, deterministic, format, ttlSeconds } = request.body;
       const key = request.headers['idempotency-key'];
       reply.itemCount = items.length;
-      const options = { deterministic, ttlSeconds };
+      const options = { deterministic, format: shape(format), ttlSeconds };
       const { value: outcomes, replayed } = key ? await vault.tokenizeBatchOnce(request.caller!, items, options, key) : { value: await vault.tokenizeBatch(request.caller!, items, options), replayed: false };
       if (replayed) reply.header(REPLAYED_HEADER, 'true');
       else {

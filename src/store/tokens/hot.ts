@@ -1,7 +1,7 @@
 import type { AuditEvent } from '../../audit/chain.js';
 import { StorageUnavailableError } from '../../errors.js';
 import { FINGERPRINT_BYTES } from '../../crypto/fingerprint.js';
-import { TOKEN_ID_BYTES } from '../../crypto/tokens.js';
+import { isPhoneShapedId, TOKEN_ID_BYTES } from '../../crypto/tokens.js';
 import { auditedStatement } from '../audit-append.js';
 import type { AuditLog } from '../audit-log.js';
 import { createBatcher } from '../batcher.js';
@@ -11,31 +11,31 @@ import { packedAt, packFixed } from '../packed.js';
 import type { EnvelopeRow, NewToken, SealedToken } from './rows.js';
 
 /**
- * A flush's rows, one tenant, one statement: all or none. A deterministic row whose number already has a token
- * is skipped. Token ids (16 bytes apiece), envelopes (:envelope_width bytes apiece: src/crypto/number-envelope.ts
+ * A flush's rows, one tenant, one statement: all or none. A row whose id is taken, or a deterministic row whose
+ * number already has a token of its shape, is skipped (no conflict target: every unique index arbitrates). Token ids (16 bytes apiece), envelopes (:envelope_width bytes apiece: src/crypto/number-envelope.ts
  * pads every number to one width) and fingerprints (32 bytes apiece) travel packed, one bytea each, sent in
  * binary: a 1000-row insert takes about a fifth less time than with bytea[] arrays, which the driver hex-encodes
  * and the server parses back element by element.
  */
 const INSERT_TOKENS = auditedStatement<
-  'tenant' | 'token_ids' | 'key_versions' | 'envelopes' | 'envelope_width' | 'fingerprints' | 'deterministic' | 'countries' | 'line_types' | 'expiries',
+  'tenant' | 'token_ids' | 'key_versions' | 'envelopes' | 'envelope_width' | 'fingerprints' | 'deterministic' | 'phone_shaped' | 'countries' | 'line_types' | 'expiries',
   { token_id: Buffer }
 >(
   'pv_insert_tokens',
   `inserted AS (
-    INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, country, line_type, expires_at)
+    INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, phone_shaped, country, line_type, expires_at)
     SELECT :tenant, ${packedAt(':token_ids', 'u.i', TOKEN_ID_BYTES)}, u.key_version, ${packedAt(':envelopes', 'u.i', ':envelope_width::int')},
-      ${packedAt(':fingerprints', 'u.i', FINGERPRINT_BYTES)}, u.deterministic, u.country, u.line_type, u.expires_at
-    FROM unnest(:key_versions::int[], :deterministic::bool[], :countries::text[], :line_types::text[], :expiries::timestamptz[])
-      WITH ORDINALITY AS u(key_version, deterministic, country, line_type, expires_at, i)
-    ON CONFLICT (tenant_id, fingerprint) WHERE deterministic DO NOTHING
+      ${packedAt(':fingerprints', 'u.i', FINGERPRINT_BYTES)}, u.deterministic, u.phone_shaped, u.country, u.line_type, u.expires_at
+    FROM unnest(:key_versions::int[], :deterministic::bool[], :phone_shaped::bool[], :countries::text[], :line_types::text[], :expiries::timestamptz[])
+      WITH ORDINALITY AS u(key_version, deterministic, phone_shaped, country, line_type, expires_at, i)
+    ON CONFLICT DO NOTHING
     RETURNING token_id
   )`,
   'SELECT token_id FROM inserted',
 );
 
-/** The deterministic tokens of these fingerprints: read after their insert, it sees every committed winner. */
-const DETERMINISTIC_HOLDERS = `SELECT token_id, key_version, envelope, fingerprint FROM tokens
+/** The deterministic tokens (of either shape) of these fingerprints: read after their insert, it sees every committed winner. */
+const DETERMINISTIC_HOLDERS = `SELECT token_id, key_version, envelope, fingerprint, phone_shaped FROM tokens
   WHERE tenant_id = $1 AND deterministic AND fingerprint = ANY($2::bytea[])`;
 
 /**
@@ -127,6 +127,8 @@ function insertValues(tenant: string, rows: NewToken[]) {
     envelope_width: envelopeWidth,
     fingerprints: packFixed(rows.map((r) => r.fingerprint), FINGERPRINT_BYTES),
     deterministic: rows.map((r) => r.deterministic),
+    // The id says its shape; the column lets the unique index keep one deterministic token per number and shape.
+    phone_shaped: rows.map((r) => isPhoneShapedId(r.tokenId)),
     countries: rows.map((r) => r.country),
     line_types: rows.map((r) => r.lineType),
     expiries: rows.map((r) => r.expiresAt),
@@ -139,12 +141,15 @@ async function holdersOf(q: Queryable, tenant: string, rows: NewToken[], inserte
   const lost = rows.filter((row) => row.deterministic && !stored.has(keyOf(row.tokenId))).map((row) => row.fingerprint);
   const holders =
     lost.length > 0
-      ? await q.query<{ token_id: Buffer; key_version: number; envelope: Buffer; fingerprint: Buffer }>(DETERMINISTIC_HOLDERS, [tenant, lost], { prepare: 'pv_deterministic_holders' })
+      ? await q.query<{ token_id: Buffer; key_version: number; envelope: Buffer; fingerprint: Buffer; phone_shaped: boolean }>(DETERMINISTIC_HOLDERS, [tenant, lost], {
+          prepare: 'pv_deterministic_holders',
+        })
       : { rows: [] };
-  const byFingerprint = new Map(holders.rows.map((row) => [keyOf(row.fingerprint), row]));
+  const slotOf = (fingerprint: Buffer, phoneShaped: boolean) => keyOf(fingerprint) + (phoneShaped ? 'p' : 'o');
+  const byFingerprint = new Map(holders.rows.map((row) => [slotOf(row.fingerprint, row.phone_shaped), row]));
   return rows.map((row): Holder => {
     if (stored.has(keyOf(row.tokenId))) return row;
-    const holder = row.deterministic ? byFingerprint.get(keyOf(row.fingerprint)) : undefined;
+    const holder = row.deterministic ? byFingerprint.get(slotOf(row.fingerprint, isPhoneShapedId(row.tokenId))) : undefined;
     return holder ? { tokenId: holder.token_id, keyVersion: holder.key_version, envelope: holder.envelope, fingerprint: holder.fingerprint } : null;
   });
 }
