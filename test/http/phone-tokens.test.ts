@@ -13,7 +13,7 @@ afterAll(async () => {
   await t.close();
 });
 
-const call = (tenant: string, scope: string, method: 'POST' | 'GET' | 'DELETE', url: string, payload?: unknown) =>
+const call = (tenant: string, scope: string, method: 'POST' | 'GET' | 'DELETE', url: string, payload?: Record<string, unknown>) =>
   t.app.inject({ method, url, headers: bearer({ tenant, scope }), ...(payload === undefined ? {} : { payload }) });
 const tokenize = (tenant: string, body: Record<string, unknown>) => call(tenant, 'tokenize', 'POST', '/v1/tokenize', body);
 const detokenize = (tenant: string, tokens: string[], scope = 'detokenize') => call(tenant, scope, 'POST', '/v1/detokenize', { tokens });
