@@ -205,7 +205,7 @@ describe('the compose stack, from outside', () => {
     // 503 (the closing server's own refusals are logged apart). A request can only be
     // begun at the client and not yet received when the signal comes (a fresh connection still in Docker's
     // port proxy, or not yet read, which Node closes as idle): that one may be reset, never one received.
-    const served = logs.filter((line) => line.msg === 'request' && line.client === 'stopper' && line.route === '/v1/tokenize/batch');
+    const served = logs.filter((line) => line.msg === 'request' && line.tenant === 'stopper' && line.route === '/v1/tokenize/batch');
     const ok = (list: Array<{ status: number }>) => list.filter((a) => a.status === 200).length;
     expect(ok(served)).toBe(ok(answers));
     for (const line of served) expect([200, 503]).toContain(line.status);
