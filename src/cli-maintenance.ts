@@ -12,6 +12,7 @@ import { guardMasterKeys } from './store/master-key-guard.js';
 import { pruneAudit, sealAudit, verifyAudit } from './vault/audit.js';
 import { cliCaller } from './vault/caller.js';
 import { openVault, type VaultDeps } from './vault/deps.js';
+import type { Offload } from './vault/offload.js';
 import { destroyKeyVersion } from './vault/keys.js';
 import { destroyTenant, rewrap, rewrapMasterKeys, sweep, type RewrapProgress } from './vault/maintenance.js';
 
@@ -27,7 +28,7 @@ export interface Io {
  * The vault's dependencies for one command. `first` runs before the vault is opened (which records the master
  * key's check value and the audit key on a fresh database), so that a command refused there writes nothing.
  */
-export async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>, first?: (db: Db) => Promise<void>): Promise<T> {
+export async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>, first?: (db: Db) => Promise<void>, offload?: Offload): Promise<T> {
   const config = loadMaintenanceConfig(env);
   // Maintenance pages take longer than a request: their statements get more time.
   const db = createPgDb({ connectionString: config.databaseUrl, max: 4, queryTimeoutMs: 60_000 });
@@ -36,7 +37,7 @@ export async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>
     await first?.(db);
     keks = await openKeks(config.kek);
     await guardMasterKeys(db, keks);
-    return await fn(await openVault({ db, keks, keyMaxEncryptions: config.keyMaxEncryptions, logger: pino({ level: 'silent' }) }));
+    return await fn(await openVault({ db, keks, keyMaxEncryptions: config.keyMaxEncryptions, logger: pino({ level: 'silent' }), ...(offload ? { offload } : {}) }));
   } finally {
     await keks?.close();
     await db.close();

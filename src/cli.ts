@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { apiKeyCommands } from './cli-apikeys.js';
+import { importCommand, type ImportCommandOptions } from './cli-import.js';
 import {
   auditPruneCommand,
   auditSealCommand,
@@ -41,6 +42,11 @@ function seconds(text: string): number {
   const ms = parseDuration(text);
   if (ms === null || ms < 1000) throw new InvalidArgumentError('must be a duration such as 15m, 1h or 7d');
   return ms / 1000;
+}
+
+function region(text: string): string {
+  if (!/^[A-Za-z]{2}$/.test(text)) throw new InvalidArgumentError('must be an ISO 3166 alpha-2 region, e.g. US');
+  return text.toUpperCase();
 }
 
 function month(text: string): Date {
@@ -135,6 +141,26 @@ function program(env: Env, io: Io, run: (code: Promise<number> | number) => void
     .option('--tenant <tenant>', 'only this tenant')
     .option('--batch-size <n>', 'tokens a statement', wholeNumber(1, 10_000), 500)
     .action((options: { tenant?: string; batchSize: number }) => run(rewrapCommand(options, env, io)));
+
+  cli
+    .command('import')
+    .description('tokenize existing numbers in bulk: a CSV or NDJSON file (or standard input), or a Postgres table; resumable')
+    .requiredOption('--tenant <tenant>', 'the tenant the tokens belong to')
+    .option('--input <file>', 'the CSV or NDJSON file (- or none: standard input)')
+    .option('--output <file>', 'where the rows go with tokens in place of numbers (- or none: standard output, which cannot be resumed)')
+    .option('--column <name>', 'CSV: the header column holding the numbers; with --table, the table column')
+    .option('--field <name>', 'NDJSON: the top-level field holding the numbers')
+    .option('--table <name>', 'a table of the source database (schema.table)')
+    .option('--key <column>', 'with --table: its primary key, read in order')
+    .option('--token-column <column>', 'with --table: write each token into this column of the same row')
+    .option('--replace', 'with --table: write each token over the number itself', false)
+    .option('--source-url <url>', 'with --table: the source database (default DATABASE_URL)')
+    .option('--country <cc>', 'the region of numbers written without their country code', region)
+    .option('--deterministic', 'one token per number', false)
+    .addOption(new Option('--format <format>', 'opaque (tok_…) or phone-shaped (+28…)').choices(['opaque', 'phone']).default('opaque'))
+    .option('--batch-size <n>', 'rows per batch (one transaction and one audit event each)', wholeNumber(1, 5_000), 1000)
+    .option('--restart', 'forget an earlier run with the same arguments, finished or interrupted, and start again (a table\'s rows that hold tokens stay skipped)', false)
+    .action((options: ImportCommandOptions) => run(importCommand(options, env, io)));
 
   const keys = cli.command('keys').description('data and master key maintenance');
   keys

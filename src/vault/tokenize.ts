@@ -79,6 +79,28 @@ export async function tokenizeBatchOnce(deps: VaultDeps, caller: Caller, inputs:
   return tokenizeInTransaction(deps, caller, once, BATCH, async (sink) => store(deps, caller, await prepare(deps, caller, inputs, options), options, sink));
 }
 
+/**
+ * For `phonevault import`: a batch parsed and sealed ahead (prepareBatch), so that the next batch's CPU work
+ * overlaps this one's commit, then stored with its one event and whatever `alongside` writes (the run's
+ * checkpoint) in one transaction: all of it, or none.
+ */
+export const prepareBatch = (deps: VaultDeps, caller: Caller, inputs: PhoneInput[], options: TokenizeOptions): Promise<Prepared> => prepare(deps, caller, inputs, options);
+
+export async function storeBatchWith(
+  deps: VaultDeps,
+  caller: Caller,
+  prepared: Prepared,
+  options: TokenizeOptions,
+  alongside: (tx: Transaction, outcomes: BatchOutcome[]) => Promise<void>,
+): Promise<BatchOutcome[]> {
+  return deps.auditLog.commit(caller.tenant, async (tx) => {
+    const events: AuditEvent[] = [];
+    const value = await store(deps, caller, prepared, options, transactionSink(deps, caller.tenant, tx, events));
+    await alongside(tx, value);
+    return { value, events };
+  });
+}
+
 async function tokenizeInTransaction<T>(deps: VaultDeps, caller: Caller, once: Once, answer: Answer<T>, run: (sink: Sink) => Promise<T>) {
   // The tenant's fingerprint key keys the hashes; a tenant's first request makes its keys, as any tokenize would.
   const { fingerprintKey } = await deps.keyring.forWriting(caller.tenant, 0);
