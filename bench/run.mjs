@@ -9,11 +9,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import pg from 'pg';
 import { withCpu } from './cpu.mjs';
+import { benchImport } from './import.mjs';
 import { createBenchDatabase, log, phone, rssMb, seedTokens, startVault, VAULT_NODE_OPTIONS } from './harness.mjs';
 import { fnLoad, httpLoad as nodeHttpLoad, wrkAvailable, wrkLoad } from './load.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LARGE_ROWS = Number(process.env.BENCH_LARGE_ROWS ?? 1_000_000);
+// Issue 18: rows `phonevault import` reads from a table (0: not measured).
+const IMPORT_ROWS = Number(process.env.BENCH_IMPORT_ROWS ?? 1_000_000);
 const CONNECTIONS = 50;
 const BATCH_CONNECTIONS = 4;
 const BATCH = 1000;
@@ -23,6 +26,7 @@ const httpLoad = LOADGEN === 'wrk' ? wrkLoad : nodeHttpLoad;
 
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 1));
 const rounds = []; // per round: scenario name → result
+let importRun = null; // issue 18's import figures (bench/import.mjs)
 let current = {};
 const results = {};
 /**
@@ -136,6 +140,10 @@ try {
     rounds.push(current);
   }
 
+  if (IMPORT_ROWS > 0) {
+    importRun = await benchImport({ database, vaultUrl: vault.url, jwt, rows: IMPORT_ROWS, vaultPid: vault.child.pid });
+  }
+
   const { n } = (await pool.query('SELECT count(*)::int AS n FROM tokens')).rows[0];
   if (LARGE_ROWS > n) {
     log(`  filling the tokens table from ${n} to ${LARGE_ROWS} rows…`);
@@ -190,13 +198,31 @@ const lines = [
   `|---|---:|---:|`,
   ...ratios.map(([name, value, target]) => `| ${name} | ${value.toFixed(2)}× | ${target === null ? '—' : `≥ ${target}×`} |`),
   '',
+  ...(importRun ? importLines(importRun, results['vault batch tokenize 1000']) : []),
   `vault peak RSS ${results.peakRssMb.toFixed(0)} MB (target ≤ 200); ready ${results.readyMs.toFixed(0)} ms after spawn (target ≤ 1500)`,
   `single tokenize p99 ${results['vault tokenize'].p99Ms.toFixed(1)} ms at ${CONNECTIONS} connections (target ≤ 30)`,
   `load generator: ${LOADGEN}; it shares the same ${os.cpus().length} cores with the vault and Postgres, so absolute figures are lower bounds`,
   `CPU µs/item: the server process's CPU time (the vault's, all its threads; the echo's) or, for the raw baselines, the bench's own (the pg client), and all Postgres processes', each per item served; machine busy: all cores, ${os.cpus().length * 100}% = every core busy (the load generator is in it)`,
 ];
+function importLines(run, batch) {
+  const { http, import: cli, resume } = run;
+  return [
+    `| import of ${run.rows.toLocaleString('en-US')} rows from a table | rows/s | seconds | CPU µs/row: importer (the vault for HTTP) | Postgres | machine busy |`,
+    `|---|---:|---:|---:|---:|---:|`,
+    `| phonevault import | ${cli.itemsPerSecond.toFixed(0)} | ${cli.seconds.toFixed(1)} | ${us(cli.importUsPerItem)} | ${us(cli.postgresUsPerItem)} | ${pct(cli.machineBusyPct)} |`,
+    `| the same over HTTP (pages of ${1000}, batch tokenize, 4 in flight, tokens written back) | ${http.itemsPerSecond.toFixed(0)} | ${http.seconds.toFixed(1)} | ${us(http.vaultUsPerItem)} | ${us(http.postgresUsPerItem)} | ${pct(http.machineBusyPct)} |`,
+    '',
+    `| import ratio | measured | target |`,
+    `|---|---:|---:|`,
+    `| import / the same migration over HTTP | ${(cli.itemsPerSecond / http.itemsPerSecond).toFixed(2)}× | ≥ 1.0× |`,
+    `| import / batch tokenize over HTTP (5 s, small table, no source table) | ${(cli.itemsPerSecond / batch.itemsPerSecond).toFixed(2)}× | — |`,
+    '',
+    `import killed (SIGKILL) at ${resume.killedAt.toLocaleString('en-US')} of ${resume.rows.toLocaleString('en-US')} rows: run again, its first batch committed ${resume.firstBatchMs === null ? '—' : `${resume.firstBatchMs.toFixed(0)} ms`} after the start, done in ${resume.totalSeconds.toFixed(1)} s (exit ${resume.exit}); tokens made ${resume.tokensMade.toLocaleString('en-US')} (${resume.duplicates} more than rows)`,
+    '',
+  ];
+}
 process.stdout.write(`${lines.join('\n')}\n`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const file = new URL(`./results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
-writeFileSync(file, JSON.stringify({ loadGenerator: LOADGEN, rounds, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: os.totalmem() / 2 ** 30, node: process.version }, seconds: SECONDS, connections: CONNECTIONS, batchConnections: BATCH_CONNECTIONS, results, ratios: Object.fromEntries(ratios.map(([name, value, target]) => [name, { value, target }])) }, null, 2));
+writeFileSync(file, JSON.stringify({ loadGenerator: LOADGEN, rounds, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: os.totalmem() / 2 ** 30, node: process.version }, seconds: SECONDS, connections: CONNECTIONS, batchConnections: BATCH_CONNECTIONS, results, importRun, ratios: Object.fromEntries(ratios.map(([name, value, target]) => [name, { value, target }])) }, null, 2));
 process.stdout.write(`figures written to ${file.pathname}\n`);

@@ -126,6 +126,9 @@ export async function runImport<P, B>(deps: VaultDeps, caller: Caller, source: I
   // Observed at once: a failure surfaces when awaited below, never as an unhandled rejection meanwhile.
   ahead.catch(() => {});
   let interrupted = false;
+  // The previous batch's output, written while the next batch is stored: it must be done before that batch
+  // commits, whose checkpoint no longer holds the previous one's tokens.
+  let writing: Promise<void> = Promise.resolve();
   try {
     for (;;) {
       const staged = await ahead;
@@ -139,6 +142,7 @@ export async function runImport<P, B>(deps: VaultDeps, caller: Caller, source: I
       const next: ImportCounts = { ...counts };
       let output: unknown;
       const commitWith = async (tx: Transaction | null, outcomes: BatchOutcome[]) => {
+        await writing;
         for (const outcome of outcomes) {
           if ('error' in outcome) errors.push([staged.rowOf[outcome.index]!, outcome.error.code]);
           else tokens[staged.rowOf[outcome.index]!] = outcome.tokenized.token;
@@ -156,7 +160,8 @@ export async function runImport<P, B>(deps: VaultDeps, caller: Caller, source: I
       };
       if (staged.inputs.length > 0) await storeBatchWith(deps, caller, staged.prepared, tokenizeOptions, (tx, outcomes) => commitWith(tx, outcomes));
       else await commitWith(null, []);
-      await source.write(output);
+      writing = source.write(output);
+      writing.catch(() => {});
       Object.assign(counts, next);
       for (const [i, code] of errors.sort((a, b) => a[0] - b[0])) hooks.onRowError(batch.rows[i]!.ref, code);
       hooks.onProgress(counts, source.progress(position));
@@ -165,6 +170,7 @@ export async function runImport<P, B>(deps: VaultDeps, caller: Caller, source: I
         break;
       }
     }
+    await writing;
     // A finished run is remembered, so that running it again does nothing; but a run to a stream has nothing to
     // protect once finished, and its next run is a new one (new input on standard input).
     if (!interrupted && source.resumable) await importCheckpoints.save(deps.db, options.tenant, runId, { position: position!, pending: null, counts, done: true });
