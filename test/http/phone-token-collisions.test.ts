@@ -54,6 +54,22 @@ describe('a phone-shaped id already taken', () => {
     expect(await events()).toBe(before + 1);
   });
 
+  it('drawn twice within one statement (two fresh ids alike), is stored once and the other item drawn again', async () => {
+    const before = await events();
+    forced.push(11, 11);
+    const res = await batch({ format: 'phone', items: [{ phone: NUMBERS.us.e164 }, { phone: NUMBERS.gb.e164 }] });
+    const tokens = res.json().results.map((r: { token: string }) => r.token);
+    expect(tokens[0]).toBe('+280000000000011');
+    expect(tokens[1]).not.toBe(tokens[0]);
+    expect(await read(tokens)).toEqual([NUMBERS.us.e164, NUMBERS.gb.e164]);
+    // Across requests the insert coalesces, too: two callers drawing one id each get their own.
+    forced.push(12, 12);
+    const [a, b] = await Promise.all([tokenize({ phone: NUMBERS.de.e164, format: 'phone' }), tokenize({ phone: NUMBERS.fr.e164, format: 'phone' })]);
+    expect(a.json().token).not.toBe(b.json().token);
+    expect(await read([a.json().token, b.json().token])).toEqual([NUMBERS.de.e164, NUMBERS.fr.e164]);
+    expect(await events()).toBe(before + 3);
+  });
+
   it('for a deterministic token, is drawn again and the number still gets one token', async () => {
     forced.push(99);
     const held = (await tokenize({ phone: NUMBERS.us2.e164, format: 'phone' })).json().token;

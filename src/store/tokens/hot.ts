@@ -135,6 +135,25 @@ function insertValues(tenant: string, rows: NewToken[]) {
   };
 }
 
+/**
+ * The rows an insert may send: a second row with the id of an earlier one (two phone-shaped draws alike, one time
+ * in 10^13 per pair) is held back, since the statement would skip one of the two while both ids come back as
+ * stored. It gets no holder, so its request seals it again under another id, as for an id already taken.
+ */
+async function insertOnce(rows: NewToken[], insert: (sent: NewToken[]) => Promise<Holder[]>): Promise<Holder[]> {
+  const seen = new Set<string>();
+  const repeated = rows.map((row) => {
+    const key = keyOf(row.tokenId);
+    if (seen.has(key)) return true;
+    seen.add(key);
+    return false;
+  });
+  if (!repeated.includes(true)) return insert(rows);
+  const holders = await insert(rows.filter((_, i) => !repeated[i]));
+  let at = 0;
+  return repeated.map((isRepeated) => (isRepeated ? null : holders[at++]!));
+}
+
 /** Per row, its holder (src/store/tokens/rows.ts): itself if stored, else a deterministic winner read once committed. */
 async function holdersOf(q: Queryable, tenant: string, rows: NewToken[], inserted: Array<{ token_id: Buffer }>): Promise<Holder[]> {
   const stored = new Set(inserted.map((row) => keyOf(row.token_id)));
@@ -164,9 +183,11 @@ export function createTokensStore(db: Db, auditLog: AuditLog) {
   const insertBatch = createBatcher<InsertJob, Holder[]>(
     async (tenant, jobs) => {
       const rows = jobs.flatMap((job) => job.rows);
-      const inserted = await auditLog.execute(tenant, jobs.flatMap((job) => job.events), INSERT_TOKENS, insertValues(tenant, rows));
-      // A deterministic row that was skipped has a winner: read once its insert is committed.
-      const holders = await holdersOf(db, tenant, rows, inserted.rows);
+      const holders = await insertOnce(rows, async (sent) => {
+        const inserted = await auditLog.execute(tenant, jobs.flatMap((job) => job.events), INSERT_TOKENS, insertValues(tenant, sent));
+        // A deterministic row that was skipped has a winner: read once its insert is committed.
+        return holdersOf(db, tenant, sent, inserted.rows);
+      });
       let at = 0;
       return jobs.map((job) => holders.slice(at, (at += job.rows.length)));
     },
@@ -201,8 +222,10 @@ export function createTokensStore(db: Db, auditLog: AuditLog) {
 
     /** The same insert, in a transaction of the caller's that commits the events (an idempotent request's). */
     async insertWithin(tx: Transaction, tenant: string, rows: NewToken[]): Promise<Holder[]> {
-      const inserted = await tx.query<{ token_id: Buffer }>(INSERT_TOKENS.alone.text, bind(INSERT_TOKENS.alone, insertValues(tenant, rows)), { prepare: `${INSERT_TOKENS.name}_alone` });
-      return holdersOf(tx, tenant, rows, inserted.rows);
+      return insertOnce(rows, async (sent) => {
+        const inserted = await tx.query<{ token_id: Buffer }>(INSERT_TOKENS.alone.text, bind(INSERT_TOKENS.alone, insertValues(tenant, sent)), { prepare: `${INSERT_TOKENS.name}_alone` });
+        return holdersOf(tx, tenant, sent, inserted.rows);
+      });
     },
 
     /**
