@@ -12,3 +12,11 @@ CREATE TABLE import_checkpoints (
   updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (tenant_id, run_id)
 );
+
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'phonevault_app') THEN
+    -- The import runs with the vault's own configuration, often its serving role.
+    GRANT SELECT, INSERT, UPDATE, DELETE ON import_checkpoints TO phonevault_app;
+  END IF;
+END $$;

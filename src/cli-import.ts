@@ -6,7 +6,8 @@ import type { TokenFormat } from './crypto/tokens.js';
 import type { Env } from './config/index.js';
 import { ConfigError, loadDatabaseUrl } from './config/index.js';
 import { fileSource } from './import/files.js';
-import { ImportRefused, runImport, type ImportReport, type ImportSource } from './import/run.js';
+import pg from 'pg';
+import { ImportRefused, importRunId, runImport, type ImportReport, type ImportSource } from './import/run.js';
 import { tableSource } from './import/table.js';
 import type { ImportCounts } from './store/import-checkpoints.js';
 import { createPgDb } from './store/db.js';
@@ -92,14 +93,23 @@ export async function importCommand(options: ImportCommandOptions, env: Env, { e
     offload = null; // no built worker (a source checkout): parse and seal inline
   }
   const sourceDb = kind === 'table' ? createPgDb({ connectionString: options.sourceUrl ?? loadDatabaseUrl(env), max: 2, queryTimeoutMs: 120_000 }) : null;
+  const importOptions = { tenant: options.tenant, country: options.country, deterministic: options.deterministic, format: options.format, batchSize: options.batchSize, identity: { kind, ...identity }, restart: options.restart };
+  // One copy of a run at a time, for as long as it runs: a session lock on a connection of its own, taken before
+  // anything is read or written (a second copy would write the same output and tokenize the same rows).
+  const lock = new pg.Client({ connectionString: loadDatabaseUrl(env) });
+  lock.on('error', () => {}); // a dropped lock connection surfaces as the run's own database errors
   let report: ImportReport;
   try {
+    await lock.connect();
+    const id = importRunId(importOptions);
+    const { rows } = await lock.query<{ held: boolean }>('SELECT pg_try_advisory_lock($1::int, $2::int) AS held', [id.readInt32BE(0), id.readInt32BE(4)]);
+    if (!rows[0]?.held) throw new ImportRefused('another run of this import is under way: let it finish, or stop it first');
     report = await withVault(
       env,
       async (deps) => {
         const source: ImportSource<unknown, unknown> = (
           kind === 'table'
-            ? await tableSource(sourceDb!, { table: options.table!, column: options.column!, key: options.key!, tokenColumn: options.tokenColumn ?? null, replace: options.replace })
+            ? await tableSource(sourceDb!, { table: options.table!, column: options.column!, key: options.key!, tokenColumn: options.tokenColumn ?? null, replace: options.replace, format: options.format })
             : await fileSource({
                 kind,
                 name: (options.column ?? options.field)!,
@@ -111,7 +121,7 @@ export async function importCommand(options: ImportCommandOptions, env: Env, { e
           deps,
           cliCaller(options.tenant),
           source,
-          { tenant: options.tenant, country: options.country, deterministic: options.deterministic, format: options.format, batchSize: options.batchSize, identity: { kind, ...identity }, restart: options.restart },
+          importOptions,
           {
             onRowError: (ref, code) => err(`${ref}: ${code}`),
             onProgress: progressPrinter(tty, (text) => process.stderr.write(text)),
@@ -133,6 +143,7 @@ export async function importCommand(options: ImportCommandOptions, env: Env, { e
     process.off('SIGTERM', onSignal);
     await offload?.close();
     await sourceDb?.close();
+    await lock.end().catch(() => {});
   }
   if (tty) process.stderr.write('\n');
   const { counts } = report;

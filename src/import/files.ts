@@ -50,6 +50,9 @@ interface Row {
 type FileBatch = ImportBatch<FilePosition> & { data: Row[] };
 
 const CHUNK = 1 << 20;
+// A row longer than this is refused rather than rescanned with every chunk that does not end it.
+const MAX_ROW_BYTES = 1 << 20;
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const EMPTY_LINE = Buffer.from('\n');
 
 export async function fileSource(options: FileOptions): Promise<ImportSource<FilePosition, FilePending>> {
@@ -91,14 +94,21 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
   }
 
   function ndjsonRow(bytes: Buffer, start: number): Row {
-    const text = bytes.toString('utf8');
-    if (Buffer.byteLength(text) !== bytes.length) return { start, bytes, span: null, value: { invalid: 'not UTF-8' } };
-    const line = text.replace(/\r?\n$/, '');
+    let text: string;
+    try {
+      text = UTF8.decode(bytes);
+    } catch {
+      return { start, bytes, span: null, value: { invalid: 'not UTF-8' } };
+    }
+    // A byte order mark before the first line is no part of its JSON; it stays in the output as it was.
+    const bom = start === 0 && text.startsWith('\ufeff') ? 1 : 0;
+    const line = text.slice(bom).replace(/\r?\n$/, '');
     if (line.trim() === '') return { start, bytes, span: null, value: null };
     const found = locateField(line, options.name);
     if ('invalid' in found) return { start, bytes, span: null, value: { invalid: found.invalid } };
     if ('absent' in found) return { start, bytes, span: null, value: null };
-    const span: [number, number] = [Buffer.byteLength(line.slice(0, found.start)), Buffer.byteLength(line.slice(0, found.end))];
+    const prefix = bom ? 3 : 0;
+    const span: [number, number] = [prefix + Buffer.byteLength(line.slice(0, found.start)), prefix + Buffer.byteLength(line.slice(0, found.end))];
     if (found.value === null || found.value === '') return { start, bytes, span: null, value: null };
     if (typeof found.value !== 'string') return { start, bytes, span: null, value: { invalid: 'not a string' } };
     return { start, bytes, span, value: found.value };
@@ -109,7 +119,8 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
     if (row.value !== null && typeof row.value === 'object') return EMPTY_LINE;
     if (!row.span) return row.bytes;
     const replacement = options.kind === 'csv' ? (token ?? '') : JSON.stringify(token);
-    return Buffer.concat([row.bytes.subarray(0, row.span[0]), Buffer.from(replacement), row.bytes.subarray(row.span[1])]);
+    const ending = row.bytes.subarray(row.span[1]);
+    return Buffer.concat([row.bytes.subarray(0, row.span[0]), Buffer.from(replacement), ending]);
   }
 
   /** Every row of the input in order, after the header (CSV), which is read first. */
@@ -153,6 +164,7 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
         yield row;
         continue;
       }
+      if (buffer.length - at > MAX_ROW_BYTES) throw new ImportRefused(`a row at byte ${base + at} is longer than ${MAX_ROW_BYTES} bytes`);
       const next = await chunks.next();
       if (next.done) ended = true;
       else {
@@ -233,12 +245,15 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
       const { data } = batch as FileBatch;
       const outputStart = outputAt;
       const bytes = withHeader(outputStart, data.map((row, i) => render(row, tokens[i]!)));
-      outputAt += bytes.length;
       return {
-        end: { offset: batch.end.offset, outputOffset: outputAt },
+        end: { offset: batch.end.offset, outputOffset: outputStart + bytes.length },
         pending: { inputStart: batch.start.offset, outputStart, tokens },
         output: { offset: outputStart, bytes },
       };
+    },
+
+    advance(end) {
+      outputAt = end.outputOffset;
     },
 
     async write(output) {

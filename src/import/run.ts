@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { TokenFormat } from '../crypto/tokens.js';
 import { importCheckpoints, type ImportCheckpoint, type ImportCounts } from '../store/import-checkpoints.js';
-import type { Transaction } from '../store/db.js';
+import type { Queryable, Transaction } from '../store/db.js';
 import type { Caller } from '../vault/caller.js';
 import type { VaultDeps } from '../vault/deps.js';
 import { prepareBatch, storeBatchWith, type BatchOutcome, type TokenizeOptions } from '../vault/tokenize.js';
@@ -35,8 +35,10 @@ export type RowTokens = Array<string | null>;
 export interface ImportSource<P, B> {
   /** The batches from a position (null: the start), in order. */
   batches(from: P | null, size: number): AsyncIterable<ImportBatch<P>>;
-  /** What the batch's output will be, computed before its commit: where the next batch starts, and its pending record. */
+  /** What the batch's output will be, computed before its commit (and again if the commit is retried, so it changes nothing): where the next batch starts, and its pending record. */
   stage(batch: ImportBatch<P>, tokens: RowTokens): { end: P; pending: B; output: unknown };
+  /** Told that a staged batch committed: the next one's output follows it. */
+  advance(end: P): void;
   /** Writes a committed batch's staged output. */
   write(output: unknown): Promise<void>;
   /** Writes the output of the batch a stopped run committed last, from its pending record, unless it is there. */
@@ -78,7 +80,11 @@ export interface ImportHooks {
 
 export class ImportRefused extends Error {}
 
-const runIdOf = (identity: Record<string, unknown>) => createHash('sha256').update(JSON.stringify(identity)).digest();
+/** A run's id: its arguments hashed (the same command is the same run). */
+export const importRunId = (options: ImportOptions) =>
+  createHash('sha256')
+    .update(JSON.stringify({ ...options.identity, tenant: options.tenant, country: options.country ?? null, deterministic: options.deterministic, format: options.format }))
+    .digest();
 
 interface Staged<P> {
   batch: ImportBatch<P>;
@@ -89,7 +95,7 @@ interface Staged<P> {
 }
 
 export async function runImport<P, B>(deps: VaultDeps, caller: Caller, source: ImportSource<P, B>, options: ImportOptions, hooks: ImportHooks): Promise<ImportReport> {
-  const runId = runIdOf({ ...options.identity, tenant: options.tenant, country: options.country ?? null, deterministic: options.deterministic, format: options.format });
+  const runId = importRunId(options);
   let checkpoint = await importCheckpoints.load<P, B>(deps.db, options.tenant, runId);
   if (checkpoint && options.restart) {
     await importCheckpoints.remove(deps.db, options.tenant, runId);
@@ -100,6 +106,14 @@ export async function runImport<P, B>(deps: VaultDeps, caller: Caller, source: I
     throw new ImportRefused('an interrupted run of this import wrote to standard output, which cannot be completed: write to a file (--output) to be able to resume, or pass --restart to start over (the interrupted run\'s tokens stay, unreferenced)');
   }
   const resumed = checkpoint !== null;
+  // Each save moves the checkpoint from where this run left it, or fails: two copies of one run at once would
+  // tokenize the same rows twice, so the second to commit stops (its batch rolled back).
+  let savedPosition: string | null = checkpoint ? JSON.stringify(checkpoint.position) : null;
+  const saveIf = async (q: Queryable, next: ImportCheckpoint<P, B>) => {
+    if (!(await importCheckpoints.saveIf(q, options.tenant, runId, next, savedPosition))) {
+      throw new ImportRefused('another run of this import is under way (its checkpoint moved): let it finish, or stop it first');
+    }
+  };
   if (checkpoint?.pending) await source.recover(checkpoint.pending, checkpoint.position);
   const counts: ImportCounts = checkpoint?.counts ?? { read: 0, tokenized: 0, invalid: 0, skipped: 0 };
   const tokenizeOptions: TokenizeOptions = { deterministic: options.deterministic, format: options.format };
@@ -136,30 +150,35 @@ export async function runImport<P, B>(deps: VaultDeps, caller: Caller, source: I
       ahead = readAhead();
       ahead.catch(() => {});
       const { batch } = staged;
-      const tokens: RowTokens = batch.rows.map(() => null);
-      const errors: Array<[number, string]> = [];
-      for (const [i, row] of batch.rows.entries()) if (row.value !== null && typeof row.value === 'object') errors.push([i, 'invalid_row']);
-      const next: ImportCounts = { ...counts };
-      let output: unknown;
+      const unusable: Array<[number, string]> = [];
+      for (const [i, row] of batch.rows.entries()) if (row.value !== null && typeof row.value === 'object') unusable.push([i, 'invalid_row']);
+      // Computed afresh by each attempt: the audit log runs a transaction's work again when the tenant's head
+      // moved under it, so nothing here may count twice or move the output on.
+      let committed: { errors: Array<[number, string]>; counts: ImportCounts; end: P; output: unknown } | null = null;
       const commitWith = async (tx: Transaction | null, outcomes: BatchOutcome[]) => {
         await writing;
+        const tokens: RowTokens = batch.rows.map(() => null);
+        const errors = [...unusable];
         for (const outcome of outcomes) {
           if ('error' in outcome) errors.push([staged.rowOf[outcome.index]!, outcome.error.code]);
           else tokens[staged.rowOf[outcome.index]!] = outcome.tokenized.token;
         }
-        next.read += batch.rows.length;
-        next.skipped += batch.rows.filter((row) => row.value === null).length;
-        next.invalid += errors.length;
-        next.tokenized += tokens.filter((token) => token !== null).length;
+        const next: ImportCounts = {
+          read: counts.read + batch.rows.length,
+          skipped: counts.skipped + batch.rows.filter((row) => row.value === null).length,
+          invalid: counts.invalid + errors.length,
+          tokenized: counts.tokenized + tokens.filter((token) => token !== null).length,
+        };
         const stagedOutput = source.stage(batch, tokens);
-        output = stagedOutput.output;
-        const saved: ImportCheckpoint<P, B> = { position: stagedOutput.end, pending: stagedOutput.pending, counts: next, done: false };
-        if (tx) await importCheckpoints.save(tx, options.tenant, runId, saved);
-        else await importCheckpoints.save(deps.db, options.tenant, runId, saved);
-        position = stagedOutput.end;
+        await saveIf(tx ?? deps.db, { position: stagedOutput.end, pending: stagedOutput.pending, counts: next, done: false });
+        committed = { errors, counts: next, end: stagedOutput.end, output: stagedOutput.output };
       };
       if (staged.inputs.length > 0) await storeBatchWith(deps, caller, staged.prepared, tokenizeOptions, (tx, outcomes) => commitWith(tx, outcomes));
       else await commitWith(null, []);
+      const { errors, counts: next, end, output } = committed!;
+      savedPosition = JSON.stringify(end);
+      position = end;
+      source.advance(end);
       writing = source.write(output);
       writing.catch(() => {});
       Object.assign(counts, next);
@@ -173,7 +192,7 @@ export async function runImport<P, B>(deps: VaultDeps, caller: Caller, source: I
     await writing;
     // A finished run is remembered, so that running it again does nothing; but a run to a stream has nothing to
     // protect once finished, and its next run is a new one (new input on standard input).
-    if (!interrupted && source.resumable) await importCheckpoints.save(deps.db, options.tenant, runId, { position: position!, pending: null, counts, done: true });
+    if (!interrupted && source.resumable) await saveIf(deps.db, { position: position!, pending: null, counts, done: true });
     else if (!interrupted) await importCheckpoints.remove(deps.db, options.tenant, runId);
   } finally {
     await iterator.return?.();

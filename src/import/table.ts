@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { TOKEN_PATTERN } from '../crypto/tokens.js';
+import { TOKEN_PATTERN, type TokenFormat } from '../crypto/tokens.js';
 import type { Db } from '../store/db.js';
 import { ImportRefused, type ImportSource, type RowTokens } from './run.js';
 
@@ -27,20 +27,28 @@ export interface TableOptions {
   key: string;
   tokenColumn: string | null;
   replace: boolean;
+  format: TokenFormat;
 }
 
 const TEXT_TYPES = /^(text|character varying(\(\d+\))?|character(\(\d+\))?|citext)$/;
-// The longest token: `tok_` and 22 characters.
+// `tok_` and 22 characters; `+28` and 13 digits.
 const TOKEN_LENGTH = 26;
+const PHONE_TOKEN_LENGTH = 16;
 
 export async function tableSource(db: Db, options: TableOptions): Promise<ImportSource<TablePosition, TablePending>> {
   const ident = pg.escapeIdentifier;
-  const { rows: found } = await db.query<{ name: string | null }>('SELECT to_regclass($1)::text AS name', [options.table]).catch(() => ({ rows: [{ name: null }] }));
+  // Named with its schema, so that no table of the same name earlier on the search_path can stand in for it.
+  const { rows: found } = await db
+    .query<{ name: string | null }>('SELECT format(\'%I.%I\', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)', [options.table])
+    .catch(() => ({ rows: [] as Array<{ name: string | null }> }));
   const table = found[0]?.name;
   if (!table) throw new ImportRefused('--table: no such table in the source database');
-  const { rows: columns } = await db.query<{ name: string; type: string; length: number | null }>(
+  const { rows: columns } = await db.query<{ name: string; type: string; length: number | null; notNull: boolean; unique: boolean }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-       CASE WHEN a.atttypid IN ('varchar'::regtype, 'bpchar'::regtype) AND a.atttypmod > 4 THEN a.atttypmod - 4 END AS length
+       CASE WHEN a.atttypid IN ('varchar'::regtype, 'bpchar'::regtype) AND a.atttypmod > 4 THEN a.atttypmod - 4 END AS length,
+       a.attnotnull AS "notNull",
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+               AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum) AS unique
      FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`,
     [table],
   );
@@ -52,11 +60,14 @@ export async function tableSource(db: Db, options: TableOptions): Promise<Import
   const key = column(options.key, '--key');
   column(options.column, '--column');
   if (options.key === options.column) throw new ImportRefused('--key cannot be the column holding the numbers: keys are kept in the checkpoint');
+  // Rows are read after the last key done and written by key: a key two rows share, or none, would skip rows or
+  // give one row's token to another.
+  if (!key.notNull || !key.unique) throw new ImportRefused('--key: must be the primary key, or a NOT NULL column with a unique index of its own');
   const target = options.replace ? column(options.column, '--column') : column(options.tokenColumn!, '--token-column');
   if (!TEXT_TYPES.test(target.type)) throw new ImportRefused(`${options.replace ? '--column' : '--token-column'}: a token is text; the column is ${target.type}`);
-  if (target.length !== null && target.length < TOKEN_LENGTH) {
-    // A phone-shaped token is 16 characters: a shorter column can hold only those (the run's format decides).
-    if (target.length < 16) throw new ImportRefused(`${options.replace ? '--column' : '--token-column'}: a token needs at least 16 characters (phone-shaped) or 26 (opaque); the column holds ${target.length}`);
+  const needed = options.format === 'phone' ? PHONE_TOKEN_LENGTH : TOKEN_LENGTH;
+  if (target.length !== null && target.length < needed) {
+    throw new ImportRefused(`${options.replace ? '--column' : '--token-column'}: holds ${target.length} characters; ${options.format === 'phone' ? 'a phone-shaped token is 16' : 'an opaque token is 26 (--format phone makes 16)'}`);
   }
   // Only the key's own type compares with its index: the keys travel as text and are cast back to it.
   const keyType = key.type;
@@ -68,12 +79,16 @@ export async function tableSource(db: Db, options: TableOptions): Promise<Import
   const todo = (alias: string) => (options.replace ? `(${alias}.${t} IS NOT NULL AND ${alias}.${t}::text !~ ${tokenPattern})` : `${alias}.${t} IS NULL`);
   const select = (after: boolean) =>
     `SELECT s.${k}::text AS k, s.${v}::text AS v FROM ${table} AS s WHERE ${todo('s')}${after ? ` AND s.${k} > $2::${keyType}` : ''} ORDER BY s.${k} LIMIT $1`;
-  const update = `UPDATE ${table} AS t SET ${t} = u.token FROM unnest($1::text[], $2::text[]) AS u(k, token)
-    WHERE t.${k} = u.k::${keyType} AND ${todo('t')}`;
+  const update = (checked: boolean) => `UPDATE ${table} AS t SET ${t} = u.token FROM unnest($1::text[], $2::text[]${checked ? ', $3::text[]' : ''}) AS u(k, token${checked ? ', v' : ''})
+    WHERE t.${k} = u.k::${keyType} AND ${todo('t')}${checked ? ` AND t.${v}::text IS NOT DISTINCT FROM u.v` : ''}`;
   let total: number | null = null;
 
-  const writeTokens = async (pending: TablePending) => {
-    if (pending.keys.length > 0) await db.query(update, [pending.keys, pending.tokens]);
+  // A row whose number changed since it was read (the application kept writing) keeps its new number untouched:
+  // the token is of the old one. Writing a stopped run's last batch again has no values to compare (the checkpoint
+  // never holds numbers), so there only the target's state decides.
+  const writeTokens = async (pending: TablePending, values?: string[]) => {
+    if (pending.keys.length === 0) return;
+    await db.query(update(values !== undefined), values ? [pending.keys, pending.tokens, values] : [pending.keys, pending.tokens]);
   };
 
   return {
@@ -110,17 +125,22 @@ export async function tableSource(db: Db, options: TableOptions): Promise<Import
     stage(batch, tokens: RowTokens) {
       const keys = (batch as unknown as { keys: string[] }).keys;
       const pending: TablePending = { keys: [], tokens: [] };
+      const values: string[] = [];
       for (const [i, token] of tokens.entries()) {
         if (token !== null) {
           pending.keys.push(keys[i]!);
           pending.tokens.push(token);
+          values.push(batch.rows[i]!.value as string);
         }
       }
-      return { end: batch.end, pending, output: pending };
+      return { end: batch.end, pending, output: { pending, values } };
     },
 
+    advance() {},
+
     async write(output) {
-      await writeTokens(output as TablePending);
+      const { pending, values } = output as { pending: TablePending; values: string[] };
+      await writeTokens(pending, values);
     },
 
     progress(position) {

@@ -27,12 +27,24 @@ export const importCheckpoints = {
     return rows[0] ?? null;
   },
 
-  async save<P, B>(q: Queryable, tenant: string, runId: Buffer, checkpoint: ImportCheckpoint<P, B>): Promise<void> {
-    await q.query(
-      `INSERT INTO import_checkpoints (tenant_id, run_id, position, pending, counts, done) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (tenant_id, run_id) DO UPDATE SET position = $3, pending = $4, counts = $5, done = $6, updated_at = now()`,
-      [tenant, runId, JSON.stringify(checkpoint.position), checkpoint.pending === null ? null : JSON.stringify(checkpoint.pending), JSON.stringify(checkpoint.counts), checkpoint.done],
-    );
+  /**
+   * Saves the checkpoint if it is still where this run last saw it (`expected`, the position as JSON; null: no
+   * checkpoint yet). False when another run moved it or made it first.
+   */
+  async saveIf<P, B>(q: Queryable, tenant: string, runId: Buffer, checkpoint: ImportCheckpoint<P, B>, expected: string | null): Promise<boolean> {
+    const values = [tenant, runId, JSON.stringify(checkpoint.position), checkpoint.pending === null ? null : JSON.stringify(checkpoint.pending), JSON.stringify(checkpoint.counts), checkpoint.done];
+    const result =
+      expected === null
+        ? await q.query('INSERT INTO import_checkpoints (tenant_id, run_id, position, pending, counts, done) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, run_id) DO NOTHING', values)
+        : await q.query(
+            'UPDATE import_checkpoints SET position = $3, pending = $4, counts = $5, done = $6, updated_at = now() WHERE tenant_id = $1 AND run_id = $2 AND position = $7::jsonb',
+            [...values, expected],
+          );
+    return result.rowCount === 1;
+  },
+
+  async removeTenant(q: Queryable, tenant: string): Promise<void> {
+    await q.query('DELETE FROM import_checkpoints WHERE tenant_id = $1', [tenant]);
   },
 
   async remove(q: Queryable, tenant: string, runId: Buffer): Promise<void> {

@@ -2,6 +2,7 @@ import { fingerprintNumber } from '../crypto/fingerprint.js';
 import { openNumber, sealNumber } from '../crypto/number-envelope.js';
 import { VaultError } from '../errors.js';
 import { destroyTenantKeys } from '../store/keys-repository.js';
+import { importCheckpoints } from '../store/import-checkpoints.js';
 import type { IdempotencyStore } from '../store/idempotency.js';
 import type { TokenMaintenance } from '../store/tokens/maintenance.js';
 import { cliCaller, eventOf } from './caller.js';
@@ -137,6 +138,10 @@ export async function destroyTenant(deps: VaultDeps, tenant: string, batchSize =
   for (;;) {
     const n = await deps.maintenance.deleteTenantPage(tenant, batchSize);
     tokens += n;
-    if (n < batchSize) return { keyVersions, tokens };
+    if (n < batchSize) {
+      // Its imports' checkpoints too: they hold source keys and tokens of a tenant that is gone.
+      await importCheckpoints.removeTenant(deps.db, tenant);
+      return { keyVersions, tokens };
+    }
   }
 }

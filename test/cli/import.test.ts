@@ -166,10 +166,16 @@ describe('phonevault import, a table', () => {
   });
 
   it('refuses a key that is the number, a column that cannot hold a token, and a missing table, naming the flag', async () => {
+    await db.query('CREATE TABLE loose (id int, uid int UNIQUE, nn int NOT NULL, phone text, token varchar(20), tok16 varchar(16))');
     const base = ['import', '--tenant', 'crm', '--table', 'crm_contacts', '--column', 'phone'];
+    const loose = ['import', '--tenant', 'crm', '--table', 'loose', '--column', 'phone'];
     const cases: Array<[string[], RegExp]> = [
+      [[...loose, '--key', 'id', '--token-column', 'tok16'], /--key: must be the primary key, or a NOT NULL column with a unique index/],
+      [[...loose, '--key', 'uid', '--token-column', 'tok16'], /--key: must be the primary key/],
+      [[...loose, '--key', 'nn', '--token-column', 'tok16'], /--key: must be the primary key/],
       [[...base, '--key', 'phone', '--token-column', 'phone_token'], /--key cannot be the column holding the numbers/],
-      [[...base, '--key', 'id', '--token-column', 'short_token'], /--token-column: a token needs at least 16 characters/],
+      [[...base, '--key', 'id', '--token-column', 'short_token'], /--token-column: holds 12 characters; an opaque token is 26/],
+      [[...base, '--key', 'id', '--token-column', 'short_token', '--format', 'phone'], /--token-column: holds 12 characters; a phone-shaped token is 16/],
       [[...base, '--key', 'id', '--token-column', 'nope'], /--token-column: the table has no such column/],
       [[...base, '--key', 'id'], /--token-column or --replace/],
       [['import', '--tenant', 'crm', '--table', 'nowhere; DROP TABLE tokens', '--column', 'phone', '--key', 'id', '--replace'], /--table: no such table/],
@@ -241,6 +247,38 @@ describe('phonevault import, interrupted', () => {
     expect(rows.every((r) => r.token !== null)).toBe(true);
     expect(await numbersOf(rows.map((r) => r.token!), 'kill-table')).toEqual(rows.map((r) => numberOf(r.id)));
     expect(await tokenRows('kill-table')).toBe(ROWS);
+  });
+
+  it('refuses a second copy of a run under way, and keeps its output exact while the tenant\'s audit head moves under it', async () => {
+    const args = ['--tenant', 'busy-file', '--input', file('big.csv'), '--column', 'phone', '--output', file('busy.out.csv'), '--batch-size', '500'];
+    const first = spawnImport(args);
+    for (;;) {
+      const read = await db.query<{ read: number }>(`SELECT (counts->>'read')::int AS read FROM import_checkpoints WHERE tenant_id = 'busy-file'`);
+      if ((read.rows[0]?.read ?? 0) >= 1000) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const second = await run(['import', ...args]);
+    expect(second.code).toBe(1);
+    expect(second.err).toContain('another run of this import is under way');
+    // Meanwhile the application tokenizes for the same tenant: the import's commits find the head moved and are
+    // run again by the audit log, which must neither count a batch twice nor move its output.
+    let others = 0;
+    let running = true;
+    void first.exited.then(() => (running = false));
+    while (running) {
+      await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: bearer({ tenant: 'busy-file', scope: 'tokenize' }), payload: { phone: NUMBERS.us.e164 } });
+      others++;
+    }
+    expect(await first.exited).toBe(0);
+    expect(first.stderr()).toContain(`import: done: ${ROWS} rows read, ${ROWS} tokenized, 0 invalid, 0 skipped`);
+    const text = readFileSync(file('busy.out.csv'), 'utf8');
+    expect(text.includes('\0')).toBe(false);
+    const lines = text.split('\n');
+    expect(lines[0]).toBe('n,phone');
+    expect(lines).toHaveLength(ROWS + 2);
+    const tokens = lines.slice(1, -1).map((line) => line.split(',')[1]!);
+    expect(await numbersOf(tokens, 'busy-file')).toEqual(Array.from({ length: ROWS }, (_, i) => numberOf(i)));
+    expect(await tokenRows('busy-file')).toBe(ROWS + others);
   });
 
   it('stopped with SIGINT, finishes its batch, says so, exits 130, and the next run completes', async () => {

@@ -71,6 +71,7 @@ async function pass(kind: 'csv' | 'ndjson', name: string, text: string) {
   for await (const batch of source.batches(null, 2)) {
     rows.push(...batch.rows);
     const staged = source.stage(batch, batch.rows.map((row, i) => (typeof row.value === 'string' ? `tok_${i}` : null)));
+    source.advance(staged.end);
     await source.write(staged.output);
   }
   await source.close();
@@ -87,6 +88,18 @@ describe('file sources', () => {
       { ref: 'row 3', value: null },
     ]);
     expect(output).toBe('id,note,phone\n1,"a\r\nb",tok_0\n2,"x,""y""",tok_1\n3,,\n');
+  });
+
+  it('read an NDJSON byte order mark as none of the first row, and refuse truncated UTF-8', async () => {
+    const { rows, output } = await pass('ndjson', 'phone', '\ufeff{"phone":"+1"}\n{"phone":"+2"}\n');
+    expect(rows.map((r) => r.value)).toEqual(['+1', '+2']);
+    expect(output).toBe('\ufeff{"phone":"tok_0"}\n{"phone":"tok_1"}\n');
+    const truncated = Buffer.concat([Buffer.from('{"phone":"'), Buffer.from([0xf0, 0x9f, 0x98]), Buffer.from('A"}\n')]);
+    const written: Buffer[] = [];
+    const source = await fileSource({ kind: 'ndjson', name: 'phone', input: Readable.from([truncated]), output: new Writable({ write: (c, _e, done) => (written.push(c), done()) }) });
+    const seen = [];
+    for await (const batch of source.batches(null, 10)) seen.push(...batch.rows.map((r) => r.value));
+    expect(seen).toEqual([{ invalid: 'not UTF-8' }]);
   });
 
   it('read NDJSON rows cut at every byte boundary; an unreadable row becomes an empty line', async () => {
