@@ -73,7 +73,7 @@ export async function benchImport({ database, vaultUrl, jwt, rows, vaultPid }) {
     const started = performance.now();
     const http = await withCpu(vaultPid, async () => {
       await overHttp(pool, vaultUrl, jwt, 'import_http', rows);
-      return { requests: rows, requestsPerSecond: 0, itemsPerSecond: 0 };
+      return { requests: rows, requestsPerSecond: 1, itemsPerSecond: 1 };
     });
     const httpSeconds = (performance.now() - started) / 1000;
     await pool.query('CHECKPOINT');
@@ -82,7 +82,7 @@ export async function benchImport({ database, vaultUrl, jwt, rows, vaultPid }) {
     let cli;
     const imported = await withCpu(vaultPid, async () => {
       cli = await runImport(database.env, ['--tenant', 'bench-import', '--table', 'import_cli', '--column', 'phone', '--key', 'id', '--token-column', 'token']);
-      return { requests: rows, requestsPerSecond: 0, itemsPerSecond: 0 };
+      return { requests: rows, requestsPerSecond: 1, itemsPerSecond: 1 };
     });
     if (cli.code !== 0) throw new Error(`import exited ${cli.code}: ${cli.stderr.slice(-400)}`);
     const { n: left } = (await pool.query('SELECT count(*)::int AS n FROM import_cli WHERE token IS NULL')).rows[0];
@@ -92,7 +92,7 @@ export async function benchImport({ database, vaultUrl, jwt, rows, vaultPid }) {
     const resumeArgs = ['--tenant', 'bench-resume', '--table', 'import_resume', '--column', 'phone', '--key', 'id', '--token-column', 'token'];
     await runImport(database.env, resumeArgs, (child) => {
       const poll = setInterval(async () => {
-        const { rows: at } = await pool.query(`SELECT (counts->>'read')::int AS read FROM import_checkpoints WHERE tenant_id = 'bench-resume'`);
+        const { rows: at } = await pool.query(`SELECT coalesce(sum((counts->>'read')::int), 0)::int AS read FROM import_checkpoints WHERE tenant_id = 'bench-resume'`);
         if ((at[0]?.read ?? 0) >= resumeRows / 2) {
           clearInterval(poll);
           child.kill('SIGKILL');
@@ -100,13 +100,13 @@ export async function benchImport({ database, vaultUrl, jwt, rows, vaultPid }) {
       }, 20);
       child.on('exit', () => clearInterval(poll));
     });
-    const killedAt = (await pool.query(`SELECT (counts->>'read')::int AS read FROM import_checkpoints WHERE tenant_id = 'bench-resume'`)).rows[0].read;
+    const killedAt = (await pool.query(`SELECT coalesce(sum((counts->>'read')::int), 0)::int AS read FROM import_checkpoints WHERE tenant_id = 'bench-resume'`)).rows[0].read;
     // Time to resume: from the second start until its first batch commits (the checkpoint moves past the kill).
     let firstBatchMs = null;
     const restarted = performance.now();
     const resumed = await runImport(database.env, resumeArgs, () => {
       const poll = setInterval(async () => {
-        const { rows: at } = await pool.query(`SELECT (counts->>'read')::int AS read FROM import_checkpoints WHERE tenant_id = 'bench-resume'`);
+        const { rows: at } = await pool.query(`SELECT coalesce(sum((counts->>'read')::int), 0)::int AS read FROM import_checkpoints WHERE tenant_id = 'bench-resume'`);
         if ((at[0]?.read ?? 0) > killedAt && firstBatchMs === null) {
           firstBatchMs = performance.now() - restarted;
           clearInterval(poll);
