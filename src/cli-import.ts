@@ -115,6 +115,8 @@ export async function importCommand(options: ImportCommandOptions, env: Env, { e
                 name: (options.column ?? options.field)!,
                 input: options.input === undefined || options.input === '-' ? process.stdin : options.input,
                 output: options.output === undefined || options.output === '-' ? process.stdout : options.output,
+                // The tenant's fingerprint key (made now for a new tenant, as its first tokenize would).
+                digestKey: (await deps.keyring.forWriting(options.tenant, 0)).fingerprintKey,
               })
         ) as ImportSource<unknown, unknown>;
         return runImport(

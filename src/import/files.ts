@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
@@ -19,6 +20,8 @@ export interface FilePosition {
   offset: number;
   /** Output bytes written up to here. */
   outputOffset: number;
+  /** A keyed digest of the input's bytes up to `offset`: a resumed run must read the same input. */
+  digest?: string;
 }
 
 export interface FilePending {
@@ -26,6 +29,8 @@ export interface FilePending {
   inputStart: number;
   outputStart: number;
   tokens: RowTokens;
+  /** The input's digest up to `inputStart`. */
+  startDigest?: string;
 }
 
 export interface FileOptions {
@@ -35,6 +40,11 @@ export interface FileOptions {
   input: string | Readable;
   /** A path, or a stream (standard output), which cannot be resumed. */
   output: string | Writable;
+  /**
+   * Keys the digest of the input read so far (the tenant's fingerprint key): a plain hash of a short input
+   * could be searched for the numbers in it.
+   */
+  digestKey: Buffer;
 }
 
 /** One input row: its bytes (line break included) and where the value lies in them. */
@@ -64,6 +74,12 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
   let columnIndex = -1;
   let replay: { pending: FilePending; position: FilePosition; parts: Buffer[]; seen: number } | null = null;
   let stream: Readable | null = null;
+  // The input read so far, keyed. rows() adds a row's bytes when the next is asked for, so while the caller holds
+  // a row, `input` covers everything before it.
+  const input = createHash('sha256').update(options.digestKey).update('phonevault import input');
+  const digestBefore = () => input.copy().digest('base64url');
+  const digestThrough = (row: Row) => input.copy().update(row.bytes).digest('base64url');
+  const differs = () => new ImportRefused('the input differs from the one the interrupted run read: run it again with that input, or start over with --restart and a new output');
 
   async function openOutput(resuming: boolean): Promise<void> {
     if (typeof options.output !== 'string' || out) return;
@@ -146,8 +162,10 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
           if (record) {
             const bytes = buffer.subarray(at, record.end);
             const spans = record.spans.map((s) => s - at);
-            if (!header) readHeader(bytes, spans, base + record.end);
-            else row = csvRow(bytes, base + at, spans);
+            if (!header) {
+              readHeader(bytes, spans, base + record.end);
+              input.update(bytes);
+            } else row = csvRow(bytes, base + at, spans);
             at = record.end;
             if (!row) continue;
           }
@@ -162,6 +180,7 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
       }
       if (row) {
         yield row;
+        input.update(row.bytes);
         continue;
       }
       if (buffer.length - at > MAX_ROW_BYTES) throw new ImportRefused(`a row at byte ${base + at} is longer than ${MAX_ROW_BYTES} bytes`);
@@ -189,9 +208,10 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
   /** The output of a batch starting at `outputStart`: the header first if it opens the output. */
   const withHeader = (outputStart: number, parts: Buffer[]) => Buffer.concat(outputStart === 0 && header ? [header, ...parts] : parts);
 
-  async function finishReplay(): Promise<void> {
+  async function finishReplay(digest: string): Promise<void> {
     const r = replay!;
     replay = null;
+    if (r.position.digest !== undefined && r.position.digest !== digest) throw differs();
     const bytes = withHeader(r.pending.outputStart, r.parts);
     if (r.seen !== r.pending.tokens.length || r.pending.outputStart + bytes.length !== r.position.outputOffset) {
       throw new ImportRefused('the input differs from the one the interrupted run read: run it with the same input');
@@ -219,26 +239,32 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
       for await (const row of rows()) {
         number++;
         if (replay && row.start >= replay.pending.inputStart && row.start < replay.position.offset) {
+          // Before anything is written again: is this the input the stopped run read, up to its last batch?
+          if (replay.seen === 0 && replay.pending.startDigest !== undefined && replay.pending.startDigest !== digestBefore()) throw differs();
           replay.parts.push(render(row, replay.pending.tokens[replay.seen++] ?? null));
-          if (row.start + row.bytes.length >= replay.position.offset) await finishReplay();
+          if (row.start + row.bytes.length >= replay.position.offset) await finishReplay(digestThrough(row));
           continue;
         }
         if (row.start < resumeAt) continue;
-        if (replay) await finishReplay();
-        batch ??= { rows: [], data: [], start: { offset: row.start, outputOffset: 0 }, end: { offset: row.start, outputOffset: 0 } };
+        if (replay) await finishReplay(digestBefore());
+        batch ??= { rows: [], data: [], start: { offset: row.start, outputOffset: 0, digest: digestBefore() }, end: { offset: row.start, outputOffset: 0 } };
         batch.rows.push({ ref: `row ${number}`, value: row.value });
         batch.data.push(row);
         batch.end = { offset: row.start + row.bytes.length, outputOffset: 0 };
         if (batch.rows.length >= size) {
+          batch.end.digest = digestThrough(row);
           yield batch;
           yielded = true;
           batch = null;
         }
       }
-      if (replay) await finishReplay();
-      if (batch) yield batch;
+      if (replay) await finishReplay(digestBefore());
+      if (batch) {
+        batch.end.digest = digestBefore();
+        yield batch;
+      }
       // A CSV of its header alone: the output is the header.
-      else if (!yielded && !from && header) yield { rows: [], data: [], start: { offset: headerEnd, outputOffset: 0 }, end: { offset: headerEnd, outputOffset: 0 } } satisfies FileBatch;
+      else if (!yielded && !from && header) yield { rows: [], data: [], start: { offset: headerEnd, outputOffset: 0, digest: digestBefore() }, end: { offset: headerEnd, outputOffset: 0, digest: digestBefore() } } satisfies FileBatch;
     },
 
     stage(batch, tokens) {
@@ -246,8 +272,8 @@ export async function fileSource(options: FileOptions): Promise<ImportSource<Fil
       const outputStart = outputAt;
       const bytes = withHeader(outputStart, data.map((row, i) => render(row, tokens[i]!)));
       return {
-        end: { offset: batch.end.offset, outputOffset: outputStart + bytes.length },
-        pending: { inputStart: batch.start.offset, outputStart, tokens },
+        end: { offset: batch.end.offset, outputOffset: outputStart + bytes.length, ...(batch.end.digest ? { digest: batch.end.digest } : {}) },
+        pending: { inputStart: batch.start.offset, outputStart, tokens, ...(batch.start.digest ? { startDigest: batch.start.digest } : {}) },
         output: { offset: outputStart, bytes },
       };
     },

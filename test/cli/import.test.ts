@@ -240,6 +240,25 @@ describe('phonevault import, interrupted', () => {
     expect(new Set(tokens).size).toBe(ROWS);
   });
 
+  it('refuses to continue on another input than the stopped run read, before writing anything', async () => {
+    const args = ['--tenant', 'kill-changed', '--input', file('changed.csv'), '--column', 'phone', '--output', file('changed.out.csv'), '--batch-size', '500'];
+    const original = readFileSync(file('big.csv'), 'utf8');
+    writeFileSync(file('changed.csv'), original);
+    expect(await interruptAt(spawnImport(args), 'kill-changed', ROWS / 2, 'SIGKILL')).toBe(-1);
+    const written = readFileSync(file('changed.out.csv'));
+    // The same length, one digit of an early row changed: only the content differs.
+    writeFileSync(file('changed.csv'), original.replace(`\n3,${numberOf(3)}\n`, `\n3,${numberOf(3).slice(0, -1)}${(Number(numberOf(3).at(-1)) + 1) % 10}\n`));
+    const refused = await run(['import', ...args]);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('the input differs from the one the interrupted run read');
+    expect(readFileSync(file('changed.out.csv')).equals(written)).toBe(true);
+    // Given its own input back, it continues.
+    writeFileSync(file('changed.csv'), original);
+    const resumed = await run(['import', ...args]);
+    expect(resumed.code).toBe(0);
+    expect(await tokenRows('kill-changed')).toBe(ROWS);
+  });
+
   it('killed halfway through a table, continues where it stopped', async () => {
     await db.query('CREATE TABLE kill_table (id int PRIMARY KEY, phone text, token text)');
     await db.query(`INSERT INTO kill_table SELECT g, '+1201555' || (1000 + g % 9000), NULL FROM generate_series(0, ${ROWS - 1}) g`);

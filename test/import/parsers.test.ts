@@ -66,7 +66,7 @@ const trickle = (text: string) => {
 async function pass(kind: 'csv' | 'ndjson', name: string, text: string) {
   const written: Buffer[] = [];
   const output = new Writable({ write: (chunk, _e, done) => (written.push(chunk), done()) });
-  const source = await fileSource({ kind, name, input: trickle(text), output });
+  const source = await fileSource({ kind, name, input: trickle(text), output, digestKey: Buffer.alloc(32) });
   const rows: Array<{ ref: string; value: unknown }> = [];
   for await (const batch of source.batches(null, 2)) {
     rows.push(...batch.rows);
@@ -96,7 +96,7 @@ describe('file sources', () => {
     expect(output).toBe('\ufeff{"phone":"tok_0"}\n{"phone":"tok_1"}\n');
     const truncated = Buffer.concat([Buffer.from('{"phone":"'), Buffer.from([0xf0, 0x9f, 0x98]), Buffer.from('A"}\n')]);
     const written: Buffer[] = [];
-    const source = await fileSource({ kind: 'ndjson', name: 'phone', input: Readable.from([truncated]), output: new Writable({ write: (c, _e, done) => (written.push(c), done()) }) });
+    const source = await fileSource({ kind: 'ndjson', name: 'phone', input: Readable.from([truncated]), output: new Writable({ write: (c, _e, done) => (written.push(c), done()) }), digestKey: Buffer.alloc(32) });
     const seen = [];
     for await (const batch of source.batches(null, 10)) seen.push(...batch.rows.map((r) => r.value));
     expect(seen).toEqual([{ invalid: 'not UTF-8' }]);
