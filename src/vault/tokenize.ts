@@ -175,28 +175,45 @@ const toNewToken = (row: SealedRow, deterministic: boolean, expiresAt: Date | nu
 });
 
 /**
- * New tokens, each under a fresh random id. An id already taken in the tenant (a phone-shaped id now and then; an
- * opaque one, never in practice) is skipped by the insert and its number sealed again under another, as the
- * same request: its events went with the first insert.
+ * Inserts the rows with the request's events and answers each row's holder, in order. A row that got none (its id
+ * already taken in the tenant, or a deterministic winner erased before it was read) is sealed again under a fresh
+ * id and inserted again, as the same request (its events went with the first insert), at most `attempts` times.
  */
-async function storeRandom(deps: VaultDeps, sink: Sink, tenant: string, sealed: SealedRow[], expiresAt: Date | null, firstEvents: AuditEvent[]): Promise<string[]> {
-  const stored = [...sealed];
+async function insertHeld(
+  deps: VaultDeps,
+  sink: Sink,
+  tenant: string,
+  sealed: SealedRow[],
+  insert: { toRow: (row: SealedRow) => NewToken; attempts: number; failure: string; check?: (row: SealedRow, holder: NonNullable<Holder>) => Promise<void> },
+  events: AuditEvent[],
+): Promise<Array<NonNullable<Holder>>> {
+  const rows = [...sealed];
+  const holders: Holder[] = sealed.map(() => null);
   let pending = sealed.map((_, i) => i);
-  let events = firstEvents;
-  for (let attempt = 0; attempt < MAX_RANDOM_ATTEMPTS && pending.length > 0; attempt++) {
+  for (let attempt = 0; attempt < insert.attempts && pending.length > 0; attempt++) {
     if (attempt > 0) {
       const keys = await deps.keyring.forWriting(tenant, pending.length);
-      for (const i of pending) stored[i] = resealRow(tenant, keys, stored[i]!);
+      for (const i of pending) rows[i] = resealRow(tenant, keys, rows[i]!);
     }
-    const holders = await sink.insert(
-      pending.map((i) => toNewToken(stored[i]!, false, expiresAt)),
-      events,
+    const answered = await sink.insert(
+      pending.map((i) => insert.toRow(rows[i]!)),
+      attempt === 0 ? events : [],
     );
-    events = [];
-    pending = pending.filter((i, at) => holders[at]?.tokenId !== stored[i]!.tokenId);
+    for (const [at, i] of pending.entries()) {
+      const holder = answered[at] ?? null;
+      if (holder) await insert.check?.(rows[i]!, holder);
+      holders[i] = holder;
+    }
+    pending = pending.filter((i) => !holders[i]);
   }
-  if (pending.length > 0) throw new Error('random token ids kept colliding');
-  return stored.map((row) => formatToken(row.tokenId));
+  if (pending.length > 0) throw new Error(insert.failure);
+  return holders.map((holder) => holder!);
+}
+
+/** New tokens, each under a fresh random id (an id already taken: a phone-shaped one now and then, an opaque one never in practice). */
+async function storeRandom(deps: VaultDeps, sink: Sink, tenant: string, sealed: SealedRow[], expiresAt: Date | null, events: AuditEvent[]): Promise<string[]> {
+  const held = await insertHeld(deps, sink, tenant, sealed, { toRow: (row) => toNewToken(row, false, expiresAt), attempts: MAX_RANDOM_ATTEMPTS, failure: 'random token ids kept colliding' }, events);
+  return held.map((holder) => formatToken(holder.tokenId));
 }
 
 /**
@@ -205,34 +222,24 @@ async function storeRandom(deps: VaultDeps, sink: Sink, tenant: string, sealed: 
  * sure it holds this number (a fingerprint is only a column); a winner erased between the insert and its read is
  * sealed again under a new id. The rows come one per number (src/vault/bulk.ts).
  */
-async function storeDeterministic(deps: VaultDeps, sink: Sink, tenant: string, sealed: SealedRow[], firstEvents: AuditEvent[]): Promise<string[]> {
-  const tokenOf = new Map<string, Buffer>();
-  let pending = sealed;
-  // The request's events go with its first insert; a second attempt is the same request and records nothing more.
-  let events = firstEvents;
-  for (let attempt = 0; attempt < MAX_DETERMINISTIC_ATTEMPTS && pending.length > 0; attempt++) {
-    if (attempt > 0) {
-      const keys = await deps.keyring.forWriting(tenant, pending.length);
-      pending = pending.map((row) => resealRow(tenant, keys, row));
-    }
-    const holders = await sink.insert(
-      pending.map((row) => toNewToken(row, true, null)),
-      events,
-    );
-    events = [];
-    const vanished: SealedRow[] = [];
-    for (const [i, row] of pending.entries()) {
-      const holder = holders[i]!;
-      if (!holder) vanished.push(row);
-      else {
+async function storeDeterministic(deps: VaultDeps, sink: Sink, tenant: string, sealed: SealedRow[], events: AuditEvent[]): Promise<string[]> {
+  const held = await insertHeld(
+    deps,
+    sink,
+    tenant,
+    sealed,
+    {
+      toRow: (row) => toNewToken(row, true, null),
+      attempts: MAX_DETERMINISTIC_ATTEMPTS,
+      failure: 'deterministic tokens kept vanishing while being created',
+      // A winner other than the row itself must hold this number.
+      check: async (row, holder) => {
         if (holder.tokenId !== row.tokenId) await assertHolds(deps, tenant, holder, row.e164);
-        tokenOf.set(row.e164, holder.tokenId);
-      }
-    }
-    pending = vanished;
-  }
-  if (pending.length > 0) throw new Error('deterministic tokens kept vanishing while being created');
-  return sealed.map((row) => formatToken(tokenOf.get(row.e164)!));
+      },
+    },
+    events,
+  );
+  return held.map((holder) => formatToken(holder.tokenId));
 }
 
 async function assertHolds(deps: VaultDeps, tenant: string, holder: NonNullable<Holder>, e164: string): Promise<void> {
