@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { createHash } from 'node:crypto';
-import { withVault, type Io } from './cli-maintenance.js';
+import { progressBar, withVault, type Io } from './cli-maintenance.js';
 import type { TokenFormat } from './crypto/tokens.js';
 import type { Env } from './config/index.js';
 import { ConfigError, loadDatabaseUrl } from './config/index.js';
@@ -67,7 +67,7 @@ function progressPrinter(tty: boolean, write: (text: string) => void) {
     const rateText = `${Math.round(rate).toLocaleString('en-US')} rows/s`;
     const etaText = eta === null ? '' : `  ETA ${Math.floor(eta / 60)}:${String(eta % 60).padStart(2, '0')}`;
     if (tty) {
-      const bar = share === null ? '' : `[${'#'.repeat(Math.round(share * 30)).padEnd(30)}] ${(share * 100).toFixed(0).padStart(3)}%  `;
+      const bar = share === null ? '' : `${progressBar(share)}  `;
       write(`\r${bar}${counts.read.toLocaleString('en-US')} rows  ${rateText}${etaText}   `);
     } else if (Date.now() - lastLine >= 2000) {
       lastLine = Date.now();

@@ -44,14 +44,19 @@ export async function withVault<T>(env: Env, fn: (deps: VaultDeps) => Promise<T>
   }
 }
 
+/** A 30-character bar and percentage for a share from 0 to 1, as the commands draw their progress on a terminal. */
+export const progressBar = (share: number) => {
+  const filled = Math.round(Math.min(1, share) * 30);
+  return `[${'#'.repeat(filled)}${' '.repeat(30 - filled)}] ${(Math.min(1, share) * 100).toFixed(0).padStart(3)}%`;
+};
+
 /** A bar that redraws in place on a terminal, and a plain line at most once a second otherwise. */
 function progressPrinter(out: Io['out'], tty: boolean, write: (text: string) => void) {
   let lastLine = 0;
   return (progress: RewrapProgress) => {
     const share = progress.total === 0 ? 1 : Math.min(1, progress.moved / progress.total);
     if (tty) {
-      const filled = Math.round(share * 30);
-      write(`\r[${'#'.repeat(filled)}${' '.repeat(30 - filled)}] ${(share * 100).toFixed(0).padStart(3)}%  ${progress.tenant}  ${progress.moved}/${progress.total}`);
+      write(`\r${progressBar(share)}  ${progress.tenant}  ${progress.moved}/${progress.total}`);
     } else if (Date.now() - lastLine >= 1000) {
       lastLine = Date.now();
       out(`rewrap ${progress.tenant}: ${progress.moved}/${progress.total} tokens moved`);

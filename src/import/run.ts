@@ -58,7 +58,7 @@ export interface ImportOptions {
   batchSize: number;
   /** The run's identity: everything that defines its input and output, hashed (same arguments, same run). */
   identity: Record<string, unknown>;
-  /** Start over although an interrupted run to a stream left a checkpoint. */
+  /** Forget an earlier run with these arguments, finished or interrupted, and start over. */
   restart: boolean;
 }
 
