@@ -169,6 +169,23 @@ describe('phonevault import, a table', () => {
     expect(await numbersOf(rows.slice(0, 2), 'crm')).toEqual([NUMBERS.us.e164, NUMBERS.gb.e164]);
   });
 
+  it('fits a column checked as E.164 with --format phone, and a refused write says nothing of the row', async () => {
+    await db.query(`CREATE TABLE checked (id int PRIMARY KEY, phone text, phone_token text CHECK (phone_token ~ '^\\+[1-9][0-9]{1,14}$'))`);
+    await db.query(`INSERT INTO checked VALUES (1, '${NUMBERS.us.e164}'), (2, '${NUMBERS.gb.e164}')`);
+    const base = ['import', '--tenant', 'crm', '--table', 'checked', '--column', 'phone', '--key', 'id', '--token-column', 'phone_token'];
+    // Opaque tokens break the column's check: the write fails with the driver's code only, never its detail (which
+    // quotes the failing row, number and all).
+    const opaque = await run(base);
+    expect(opaque.code).toBe(1);
+    expect(opaque.err).toMatch(/import failed \(\w+ 23514\)/);
+    expect(findLeaks(opaque.err)).toEqual([]);
+    expect(opaque.err).not.toContain(NUMBERS.us.digits);
+    const phone = await run([...base, '--format', 'phone']);
+    expect(phone.code).toBe(0);
+    const tokens = (await db.query<{ phone_token: string }>('SELECT phone_token FROM checked ORDER BY id')).rows.map((r) => r.phone_token);
+    expect(await numbersOf(tokens, 'crm')).toEqual([NUMBERS.us.e164, NUMBERS.gb.e164]);
+  });
+
   it('refuses a key that is the number, a column that cannot hold a token, and a missing table, naming the flag', async () => {
     await db.query('CREATE TABLE loose (id int, uid int UNIQUE, nn int NOT NULL, phone text, token varchar(20), tok16 varchar(16))');
     const base = ['import', '--tenant', 'crm', '--table', 'crm_contacts', '--column', 'phone'];

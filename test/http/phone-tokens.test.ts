@@ -103,6 +103,17 @@ describe('phone-shaped tokens', () => {
       expect(res.statusCode).toBe(400);
       expect(res.body).not.toContain(bad.trim());
     }
+    // In a path too (metadata, erase), spelled raw or encoded: refused, and not echoed.
+    for (const bad of [NUMBERS.us.e164, `${token}1`, token.replace('+28', '+29')]) {
+      for (const url of [`/v1/tokens/${bad}`, path(bad)]) {
+        for (const [scope, method] of [['lookup', 'GET'], ['erase', 'DELETE']] as const) {
+          const res = await call('acme', scope, method, url);
+          expect(res.statusCode).toBeGreaterThanOrEqual(400);
+          expect(res.statusCode).toBeLessThan(500);
+          expect(res.body).not.toContain(bad.slice(1));
+        }
+      }
+    }
     // A token is no number: tokenizing one is refused, so a token is never taken for the number it stands for.
     const again = await tokenize('acme', { phone: token });
     expect(again.statusCode).toBe(400);

@@ -102,6 +102,16 @@ describe('file sources', () => {
     expect(seen).toEqual([{ invalid: 'not UTF-8' }]);
   });
 
+  it('refuse a row longer than 1 MiB instead of holding and rescanning it (memory stays bounded)', async () => {
+    for (const [kind, text] of [['ndjson', `{"phone":"${'1'.repeat(1.1 * 2 ** 20)}`], ['csv', `phone\n"${'1'.repeat(1.1 * 2 ** 20)}`]] as const) {
+      const chunks = Array.from({ length: Math.ceil(text.length / 65536) }, (_, i) => Buffer.from(text.slice(i * 65536, (i + 1) * 65536)));
+      const source = await fileSource({ kind, name: 'phone', input: Readable.from(chunks), output: new Writable({ write: (_c, _e, done) => done() }), digestKey: Buffer.alloc(32) });
+      await expect(async () => {
+        for await (const _ of source.batches(null, 10));
+      }).rejects.toThrow(/longer than 1048576 bytes/);
+    }
+  });
+
   it('read NDJSON rows cut at every byte boundary; an unreadable row becomes an empty line', async () => {
     const text = '{"phone":"é +1"}\n{"phone":"+44"}\r\nnope\n{"other":1}';
     const { rows, output } = await pass('ndjson', 'phone', text);
