@@ -107,18 +107,23 @@ export function wrkAvailable() {
   }
 }
 
-export async function wrkLoad({ baseUrl, connections, durationMs, makeRequest, items = 1, expectStatus, distinctBodies = 2000, uniqueHeader }) {
+export async function wrkLoad({ baseUrl, connections, durationMs, makeRequest, items = 1, expectStatus, distinctBodies = 2000, uniqueHeader, counter }) {
   const requests = Array.from({ length: distinctBodies }, (_, i) => makeRequest(i));
-  const { path, headers = {} } = requests[0];
+  const { headers = {}, method = 'POST' } = requests[0];
   const lua = [
+    // A path and a body a request (a GET, as a peer's read by its token, has no body).
+    'local paths = {',
+    ...requests.map((r) => `[==[${r.path}]==],`),
+    '}',
     'local bodies = {',
-    ...requests.map((r) => `[==[${JSON.stringify(r.body)}]==],`),
+    ...requests.map((r) => `[==[${r.body === undefined ? '' : JSON.stringify(r.body)}]==],`),
     '}',
     'local i = 0',
-    `local headers = { ["Content-Type"] = "application/json"${Object.entries(headers).map(([k, v]) => `, ["${k}"] = "${v}"`).join('')} }`,
-    // A header with a value of its own per request (an Idempotency-Key), from a prefix of this run's own.
+    `local headers = { ${[...(method === 'GET' ? [] : ['["Content-Type"] = "application/json"']), ...Object.entries(headers).map(([k, v]) => `["${k}"] = "${v}"`)].join(', ')} }`,
+    // A header with a value of its own per request (an Idempotency-Key), from a prefix of this run's own; with
+    // `counter`, that placeholder in a body becomes the request's number, 7 digits (a record of its own a request).
     'local n = 0',
-    `request = function() i = i % #bodies + 1; n = n + 1;${uniqueHeader ? ` headers["${uniqueHeader}"] = "${randomUUID()}-" .. n;` : ''} return wrk.format("POST", "${path}", headers, bodies[i]) end`,
+    `request = function() i = i % #bodies + 1; n = n + 1;${uniqueHeader ? ` headers["${uniqueHeader}"] = "${randomUUID()}-" .. n;` : ''} return wrk.format("${method}", paths[i], headers, ${method === 'GET' ? 'nil' : counter ? `(bodies[i]:gsub("${counter}", string.format("%07d", n % 10000000)))` : 'bodies[i]'}) end`,
     'local bad = 0',
     `response = function(status) if status ~= ${expectStatus} then bad = bad + 1 end end`,
     'done = function(summary, latency)',
