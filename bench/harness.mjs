@@ -13,7 +13,8 @@ export const VAULT_NODE_OPTIONS = /NODE_OPTIONS="([^"]+)"/.exec(readFileSync(new
 export const phone = (i) => `+1201555${String(i % 10_000).padStart(4, '0')}`;
 export const log = (text) => process.stderr.write(`${text}\n`);
 
-async function admin(sql) {
+/** Runs one statement on the server's admin database (CREATE/DROP DATABASE). */
+export async function admin(sql) {
   const client = new pg.Client({ connectionString: ADMIN_URL });
   await client.connect();
   try {

@@ -9,9 +9,8 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { withCpu } from './cpu.mjs';
-import { createBenchDatabase, log, phone, seedTokens, startVault, VAULT_NODE_OPTIONS } from './harness.mjs';
+import { admin, createBenchDatabase, log, phone, seedTokens, startVault, VAULT_NODE_OPTIONS } from './harness.mjs';
 import { wrkAvailable, wrkLoad } from './load.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -187,8 +186,8 @@ try {
     log(`  Databunker: ${bunker.how}`);
     // Databunker keeps its own database on the same server, made here and dropped at the end.
     const name = `databunker_${process.pid}`;
-    await adminQuery(database.url, `DROP DATABASE IF EXISTS ${name}`);
-    await adminQuery(database.url, `CREATE DATABASE ${name}`);
+    await admin(`DROP DATABASE IF EXISTS ${name}`);
+    await admin(`CREATE DATABASE ${name}`);
     dropLater.push(name);
     // A number of its own a record (Databunker refuses a second record of a number): the run's digit, then wrk's count.
     let createRun = 0;
@@ -203,18 +202,8 @@ try {
 } finally {
   for (const child of children) child.kill('SIGTERM');
   await sleep(500);
-  for (const name of dropLater) await adminQuery(database.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  for (const name of dropLater) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await database.drop();
-}
-
-async function adminQuery(url, sql) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
 }
 
 // Each peer's path against the vault's that does the same: the vault's throughput over the peer's.
