@@ -5,6 +5,9 @@ import type { AuditLog } from './audit-log.js';
 import type { Db, Queryable } from './db.js';
 import { VAULT_KEYS, type VaultKeyPurpose } from './audit-key.js';
 
+// The keyring's commits are made from inside other commits' work too (src/store/audit-log.ts, CommitOptions).
+const OUTSIDE_QUEUE = { queued: false } as const;
+
 /** The keyring's storage; a rotation commits its audit event with it, or does not happen. */
 export function createKeysRepository(db: Db, auditLog: AuditLog): KeyStore {
   return {
@@ -52,7 +55,7 @@ export function createKeysRepository(db: Db, auditLog: AuditLog): KeyStore {
           [tenant, firstDataKey.kekId, firstDataKey.blob],
         );
         return { value: true, events: [event] };
-      }),
+      }, OUTSIDE_QUEUE),
 
     async reserveEncryptions(tenant, version, count, budget) {
       const result = await db.query(
@@ -82,7 +85,7 @@ export function createKeysRepository(db: Db, auditLog: AuditLog): KeyStore {
           next.blob,
         ]);
         return { value: 'rotated' as RotateOutcome, events: [event] };
-      }).catch((error: unknown) => {
+      }, OUTSIDE_QUEUE).catch((error: unknown) => {
         if (error instanceof RotationTooSoon) return 'too_soon' as const;
         throw error;
       }),

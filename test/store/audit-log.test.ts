@@ -160,4 +160,21 @@ describe('commits of one tenant in one process', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     expect((await chainOf(tenant)).problem).toBeNull();
   });
+
+  it("let a commit made inside another's work skip the queue, as the keyring's do", async () => {
+    const tenant = 'nested';
+    await audit.commit(tenant, async () => ({ value: null, events: [event(tenant, 1)] }));
+    // Made once, as the keyring makes a key once: the outer work runs again from the locked head once the inner
+    // commit moved it. The queue's bound is a second: a nested commit waiting in it would still wait at 500 ms.
+    let inner: Promise<string> | undefined;
+    const outcome = await audit.commit(tenant, async () => {
+      inner ??= audit.commit(tenant, async () => ({ value: 'inner', events: [event(tenant, 2)] }), { queued: false });
+      const first = await Promise.race([inner, new Promise((resolve) => setTimeout(() => resolve('queued'), 500))]);
+      return { value: first, events: [event(tenant, 3)] };
+    });
+    expect(outcome).toBe('inner');
+    const chain = await chainOf(tenant);
+    expect(chain.events.map((e) => e.items)).toEqual([1, 2, 3]);
+    expect(chain.problem).toBeNull();
+  });
 });
