@@ -22,6 +22,7 @@ import { createLogger } from './logger.js';
 import { closeOnSignals, startServer } from './server.js';
 import { createPgDb } from './store/db.js';
 import { MasterKeyMismatch } from './store/master-key-guard.js';
+import { NotDistributable, PLACEMENT, placeTables } from './store/distribute.js';
 import { migrate } from './store/migrate.js';
 
 /** Exit codes: 2 for a command line that cannot be run as written, 78 (EX_CONFIG) for a configuration refused. */
@@ -99,6 +100,24 @@ function program(env: Env, io: Io, run: (code: Promise<number> | number) => void
         await db.close();
       }
       run(0);
+    });
+
+  cli
+    .command('distribute')
+    .description('distribute a migrated database on a Citus coordinator by tenant (needs DATABASE_URL)')
+    .action(async () => {
+      const db = createPgDb({ connectionString: loadDatabaseUrl(env), queryTimeoutMs: 600_000 });
+      try {
+        const done = await db.transact((tx) => placeTables(tx));
+        io.out(done.distributed.length > 0 ? `distributed by tenant: ${done.distributed.join(', ')}; kept on the coordinator: ${PLACEMENT.coordinator.join(', ')}` : 'already distributed');
+        run(0);
+      } catch (error) {
+        if (!(error instanceof NotDistributable)) throw error;
+        io.err(`phonevault distribute: ${error.message}`);
+        run(1);
+      } finally {
+        await db.close();
+      }
     });
 
   cli

@@ -110,7 +110,10 @@ export function createAuditReads(db: Db) {
      */
     async prune(tenant: string, cutoff: Date, signAnchor: (anchor: ChainLink, keyedAfter: number) => Buffer): Promise<number> {
       return db.transact(async (tx) => {
-        await tx.query(`SELECT set_config('phonevault.audit_retention', 'on', true)`);
+        // SET LOCAL, not set_config(): on a distributed database the setting must reach the shards' triggers, and
+        // Citus passes SET LOCAL on to the workers it opens in this transaction when told to (a no-op elsewhere).
+        await tx.query(`SET LOCAL citus.propagate_set_commands = 'local'`);
+        await tx.query(`SET LOCAL phonevault.audit_retention = 'on'`);
         const locked = (await tx.query<{ keyed_after: string }>('SELECT keyed_after FROM audit_heads WHERE tenant_id = $1 FOR UPDATE', [tenant])).rows[0];
         if (!locked) return 0;
         const anchor = (

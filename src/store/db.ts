@@ -96,6 +96,9 @@ export const settleAll = async (promises: Array<Promise<unknown>>): Promise<void
   if (failure) throw (failure as PromiseRejectedResult).reason;
 };
 
+const HOT_PLANS = `SELECT set_config('plan_cache_mode',
+  CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN 'force_custom_plan' ELSE 'force_generic_plan' END, false)`;
+
 export function createPgDb(options: PgDbOptions): Db {
   const queryTimeout = options.queryTimeoutMs ?? 1_500;
   const connectTimeout = 1_000;
@@ -124,9 +127,17 @@ export function createPgDb(options: PgDbOptions): Db {
   const pool = createPool(schema);
   // The hot paths run on connections of their own: their prepared statements are written to need no per-call
   // planning (their reads probe by key whatever the estimates), and left to choose, Postgres re-planned them on
-  // every call.
+  // every call. Citus cannot plan them generically (their CTEs), so on a coordinator each call is planned.
   let hotPool: pg.Pool | null = null;
-  const hot = () => (hotPool ??= createPool([...schema, '-c plan_cache_mode=force_generic_plan']));
+  const hot = () => {
+    if (hotPool) return hotPool;
+    hotPool = createPool(schema);
+    hotPool.on('connect', (client) => {
+      // Sent before anything a caller queues on the new connection.
+      client.query(HOT_PLANS).catch((error: unknown) => options.logger?.warn({ err: safeErrorFields(error) }, 'could not set the hot connection plan mode'));
+    });
+    return hotPool;
+  };
   const pools = () => (hotPool ? [pool, hotPool] : [pool]);
 
   async function guarded<T>(run: () => Promise<T>): Promise<T> {

@@ -21,18 +21,25 @@ export function createIdempotencyStore(db: Db) {
      * same body or another). `gone` means the row vanished between the two reads (a released claim): claim again.
      */
     async claim(key: IdempotencyKey, claim: Buffer, ttlS: number): Promise<Claimed> {
-      const taken = await db.query(
-        `INSERT INTO idempotency_keys (tenant_id, key_hash, body_hash, claim, state, expires_at)
-         VALUES ($1, $2, $3, $4, 'in_flight', now() + make_interval(secs => $5))
-         ON CONFLICT (tenant_id, key_hash) DO UPDATE
-           SET body_hash = EXCLUDED.body_hash, claim = EXCLUDED.claim, state = 'in_flight', status = NULL, answer = NULL,
-               claimed_at = now(), expires_at = EXCLUDED.expires_at
-           WHERE idempotency_keys.expires_at <= now()
-              OR (idempotency_keys.state = 'in_flight' AND idempotency_keys.claimed_at < now() - make_interval(secs => ${ABANDONED_AFTER_S}))
-         RETURNING 1`,
+      // A takeover (an expired or abandoned claim) and a first claim, in one statement: no function of the clock
+      // in an ON CONFLICT … DO UPDATE, which a distributed Postgres refuses unless immutable.
+      const taken = await db.query<{ claimed: string }>(
+        `WITH taken AS (
+           UPDATE idempotency_keys SET body_hash = $3, claim = $4, state = 'in_flight', status = NULL, answer = NULL,
+             claimed_at = now(), expires_at = now() + make_interval(secs => $5)
+           WHERE tenant_id = $1 AND key_hash = $2
+             AND (expires_at <= now() OR (state = 'in_flight' AND claimed_at < now() - make_interval(secs => ${ABANDONED_AFTER_S})))
+           RETURNING 1
+         ), made AS (
+           INSERT INTO idempotency_keys (tenant_id, key_hash, body_hash, claim, state, expires_at)
+           VALUES ($1, $2, $3, $4, 'in_flight', now() + make_interval(secs => $5))
+           ON CONFLICT (tenant_id, key_hash) DO NOTHING
+           RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM taken) + (SELECT count(*) FROM made) AS claimed`,
         [key.tenant, key.keyHash, key.bodyHash, claim, ttlS],
       );
-      if (taken.rowCount === 1) return { claimed: true, claim };
+      if (Number(taken.rows[0]!.claimed) === 1) return { claimed: true, claim };
       const held = await db.query<{ state: 'in_flight' | 'done'; same_body: boolean }>(
         'SELECT state, body_hash = $3 AS same_body FROM idempotency_keys WHERE tenant_id = $1 AND key_hash = $2',
         [key.tenant, key.keyHash, key.bodyHash],

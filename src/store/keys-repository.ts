@@ -68,16 +68,17 @@ export function createKeysRepository(db: Db, auditLog: AuditLog): KeyStore {
 
     rotateDataKey: (tenant, fromVersion, next, { event, minAgeMs }) =>
       auditLog.commit(tenant, async (tx) => {
-        const retired = await tx.query<{ too_soon: boolean }>(
+        // Both times the database's; compared here, since a distributed Postgres takes no clock in a RETURNING.
+        const retired = await tx.query<{ created_at: Date; retired_at: Date }>(
           `UPDATE data_keys SET state = 'retired', retired_at = now()
            WHERE tenant_id = $1 AND version = $2 AND state = 'active'
-           RETURNING created_at > now() - make_interval(secs => $3::double precision / 1000) AS too_soon`,
-          [tenant, fromVersion, minAgeMs],
+           RETURNING created_at, retired_at`,
+          [tenant, fromVersion],
         );
         const row = retired.rows[0];
         if (!row) return { value: 'not_active' as RotateOutcome, events: [] };
         // Refused: the UPDATE above is rolled back with the transaction.
-        if (row.too_soon) throw new RotationTooSoon();
+        if (row.retired_at.getTime() - row.created_at.getTime() < minAgeMs) throw new RotationTooSoon();
         await tx.query(`INSERT INTO data_keys (tenant_id, version, kek_id, wrapped_key, state) VALUES ($1, $2, $3, $4, 'active')`, [
           tenant,
           fromVersion + 1,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { createPgDb } from '../../src/store/db.js';
+import { createDatabase, dropDatabase } from './citus.js';
 import { recordDatabase } from './log-sink.js';
 
 // Creating and dropping databases on a loaded machine takes longer than the vault gives a request.
@@ -11,7 +12,7 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
   const adminUrl = inject('databaseUrl');
   const name = `pv_${randomBytes(6).toString('hex')}`;
   const admin = createPgDb({ connectionString: adminUrl, max: 1, queryTimeoutMs: ADMIN_TIMEOUT_MS });
-  await admin.query(`CREATE DATABASE ${name}`);
+  await createDatabase(admin, adminUrl, name);
   await admin.close();
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
@@ -22,7 +23,7 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
       await recordDatabase(own);
       await own.close();
       const db = createPgDb({ connectionString: adminUrl, max: 1, queryTimeoutMs: ADMIN_TIMEOUT_MS });
-      await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await dropDatabase(db, name);
       await db.close();
     },
   };

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { createPgDb, type Db } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
+import { distributeSchema } from './citus.js';
 import { recordDatabase } from './log-sink.js';
 
 import { asVaultRole } from './roles.js';
@@ -26,6 +27,7 @@ export async function createTestDb(options: { max?: number } = {}): Promise<Test
   const owner = createPgDb({ connectionString: url, schema, max: 4, queryTimeoutMs: 30_000 });
   await owner.query(`CREATE SCHEMA ${schema}`);
   await migrate(owner);
+  await distributeSchema(owner);
   const db = createPgDb({ connectionString: asVaultRole(url), schema, max: options.max ?? 10 });
   return {
     db,

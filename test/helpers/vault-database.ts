@@ -3,6 +3,7 @@ import { createPgDb } from '../../src/store/db.js';
 import { build, type TestApp } from './build.js';
 import { runCli } from './cli.js';
 import { ADMIN_TIMEOUT_MS, createTestDatabase } from './database.js';
+import { DISTRIBUTED } from './citus.js';
 import { asVaultRole } from './roles.js';
 
 /**
@@ -13,6 +14,10 @@ export async function createVaultDatabase(masterKey: string) {
   const database = await createTestDatabase();
   const migrated = await runCli(['migrate'], { DATABASE_URL: database.url, VAULT_MASTER_KEY: masterKey });
   if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.err}`);
+  if (DISTRIBUTED) {
+    const distributed = await runCli(['distribute'], { DATABASE_URL: database.url });
+    if (distributed.code !== 0) throw new Error(`distribute failed: ${distributed.err}`);
+  }
   // The owner's connection, for inspecting and tampering as an operator could; the apps run as the serving role.
   const db = createPgDb({ connectionString: database.url, max: 4, queryTimeoutMs: ADMIN_TIMEOUT_MS });
   const vaultDb = createPgDb({ connectionString: asVaultRole(database.url), max: 4 });

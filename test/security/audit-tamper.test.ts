@@ -36,6 +36,8 @@ afterAll(async () => {
 /** As a superuser could: with the append-only triggers out of the way. */
 async function tamper(sql: string, values: unknown[] = []) {
   await owner.transact(async (tx) => {
+    // Passed on to the workers too when the suite runs on Citus (test/helpers/citus.ts); a no-op elsewhere.
+    await tx.query(`SET LOCAL citus.propagate_set_commands = 'local'`);
     await tx.query('SET LOCAL session_replication_role = replica');
     await tx.query(sql, values);
   });
