@@ -110,6 +110,7 @@ export function wrkAvailable() {
 export async function wrkLoad({ baseUrl, connections, durationMs, makeRequest, items = 1, expectStatus, distinctBodies = 2000, uniqueHeader, counter }) {
   const requests = Array.from({ length: distinctBodies }, (_, i) => makeRequest(i));
   const { headers = {}, method = 'POST' } = requests[0];
+  const varying = Object.keys(headers).filter((name) => requests.some((r) => r.headers?.[name] !== headers[name]));
   const lua = [
     // A path and a body a request (a GET, as a peer's read by its token, has no body).
     'local paths = {',
@@ -118,12 +119,14 @@ export async function wrkLoad({ baseUrl, connections, durationMs, makeRequest, i
     'local bodies = {',
     ...requests.map((r) => `[==[${r.body === undefined ? '' : JSON.stringify(r.body)}]==],`),
     '}',
+    // A header that differs between requests (each tenant's own JWT) goes in a table of its own, a value a request.
+    ...varying.flatMap((name, n) => [`local varying${n} = {`, ...requests.map((r) => `[==[${r.headers[name]}]==],`), '}']),
     'local i = 0',
     `local headers = { ${[...(method === 'GET' ? [] : ['["Content-Type"] = "application/json"']), ...Object.entries(headers).map(([k, v]) => `["${k}"] = "${v}"`)].join(', ')} }`,
     // A header with a value of its own per request (an Idempotency-Key), from a prefix of this run's own; with
     // `counter`, that placeholder in a body becomes the request's number, 7 digits (a record of its own a request).
     'local n = 0',
-    `request = function() i = i % #bodies + 1; n = n + 1;${uniqueHeader ? ` headers["${uniqueHeader}"] = "${randomUUID()}-" .. n;` : ''} return wrk.format("${method}", paths[i], headers, ${method === 'GET' ? 'nil' : counter ? `(bodies[i]:gsub("${counter}", string.format("%07d", n % 10000000)))` : 'bodies[i]'}) end`,
+    `request = function() i = i % #bodies + 1; n = n + 1;${varying.map((name, n) => ` headers["${name}"] = varying${n}[i];`).join('')}${uniqueHeader ? ` headers["${uniqueHeader}"] = "${randomUUID()}-" .. n;` : ''} return wrk.format("${method}", paths[i], headers, ${method === 'GET' ? 'nil' : counter ? `(bodies[i]:gsub("${counter}", string.format("%07d", n % 10000000)))` : 'bodies[i]'}) end`,
     'local bad = 0',
     `response = function(status) if status ~= ${expectStatus} then bad = bad + 1 end end`,
     'done = function(summary, latency)',

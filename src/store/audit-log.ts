@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { GENESIS_HASH, type AuditEvent, type ChainLink } from '../audit/chain.js';
 import { AuditUnavailable, StorageUnavailableError } from '../errors.js';
-import { appendValues, auditedStatement, type AuditedStatement } from './audit-append.js';
+import { ADVANCE_HEAD, appendValues, auditedStatement, insertEventsStatement, type AuditedStatement } from './audit-append.js';
 import { settleAll, type Db, type Transaction } from './db.js';
 import { bind } from './sql.js';
 
@@ -52,6 +52,11 @@ export interface AuditLogOptions {
   logger?: Logger;
   /** Told of every head the log commits, for the checkpoints written outside the database. */
   onAdvance?: (tenant: string, head: ChainLink, appended: number) => void;
+  /**
+   * The database is distributed (src/store/distribute.ts): the append goes as statements of its own beside the
+   * work's, in one transaction, since the combined statement's CTEs would touch every worker (audit-append.ts).
+   */
+  distributed?: boolean;
 }
 
 /**
@@ -153,17 +158,28 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
     return outcome.value;
   }
 
-  /** Appends `events` chained from `from` with a statement of their own; its failure is the trail's. */
+  /** Appends `events` chained from `from` with a statement (or, distributed, two) of their own; its failure is the trail's. */
   async function appendAlone(q: Transaction, tenant: string, from: ChainLink, fromKnown: boolean, events: AuditEvent[]): Promise<ChainLink> {
     const { values, head } = appendValues(options.key, tenant, from, events);
     try {
-      await q.query(APPEND_ALONE.withAppend.text, bind(APPEND_ALONE.withAppend, values), { prepare: APPEND_ALONE.name });
-      return head;
+      if (!options.distributed) {
+        await q.query(APPEND_ALONE.withAppend.text, bind(APPEND_ALONE.withAppend, values), { prepare: APPEND_ALONE.name });
+        return head;
+      }
+      // The events only once the head has moved: Citus reports their insert's duplicate seqs as XX000, not 23505.
+      if ((await q.query(ADVANCE_HEAD.text, bind(ADVANCE_HEAD, values), { prepare: 'pv_audit_advance' })).rowCount === 1) {
+        const inserted = insertEventsStatement(values);
+        await q.query(inserted.text, inserted.params);
+        return head;
+      }
     } catch (error) {
       const code = codeOf(error);
       if (fromKnown && typeof code === 'string' && HEAD_MOVED.has(code)) throw new HeadMoved();
       throw error instanceof StorageUnavailableError ? error : new AuditUnavailable(error);
     }
+    // The head was not where the chain started (the transaction rolls back with the events).
+    if (fromKnown) throw new HeadMoved();
+    throw new AuditUnavailable(new Error(HEAD_MISSING));
   }
 
   /**
@@ -225,8 +241,20 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
    */
   function execute<Names extends string, R>(tenant: string, events: AuditEvent[], audited: AuditedStatement<Names, R>, values: Record<Names, unknown>): Promise<{ rows: R[]; rowCount: number }> {
     const alone = () => bind(audited.alone, values);
+    // A statement made for its rows (no name) is sent unprepared: its text changes with their count.
+    const aloneOptions = audited.name ? { prepare: `${audited.name}_alone` } : {};
+    if (options.distributed && events.length > 0) {
+      // The work's statement, then the append's, in one transaction: the head is moved after the work's rows.
+      return withHead(tenant, { hot: true, single: false }, async (tx, start) => {
+        const from = 'known' in start ? start.known : await start.locked;
+        const result = tx.query<R>(audited.alone.text, alone(), aloneOptions);
+        const head = appendAlone(tx, tenant, from, 'known' in start, events);
+        await settleAll([result, head]);
+        return { value: await result, head: await head, appended: events.length };
+      });
+    }
     return withHead(tenant, { hot: true, single: true }, async (tx, start) => {
-      if (events.length === 0) return { value: await tx.query<R>(audited.alone.text, alone(), { prepare: `${audited.name}_alone` }), head: null, appended: 0 };
+      if (events.length === 0) return { value: await tx.query<R>(audited.alone.text, alone(), aloneOptions), head: null, appended: 0 };
       if ('known' in start) {
         const { values: appendNamed, head } = appendValues(options.key, tenant, start.known, events);
         try {
@@ -240,7 +268,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
         }
       }
       const from = await start.locked;
-      const result = await tx.query<R>(audited.alone.text, alone(), { prepare: `${audited.name}_alone` });
+      const result = await tx.query<R>(audited.alone.text, alone(), aloneOptions);
       const head = await appendAlone(tx, tenant, from, false, events);
       return { value: result, head, appended: events.length };
     });
@@ -249,6 +277,8 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
   return {
     commit,
     execute,
+    /** Whether the database is distributed: the hot paths then send their rows as VALUES (src/store/tokens/hot.ts). */
+    distributed: options.distributed ?? false,
 
   };
 }

@@ -13,7 +13,7 @@ export type Claimed = { claimed: true; claim: Buffer } | { claimed: false; state
 // few seconds or not at all), or once its key expired; a done key is only ever replayed until it expires.
 const ABANDONED_AFTER_S = 60;
 
-/** The idempotency keys' table; every statement names one tenant but the sweep. */
+/** The idempotency keys' table; every write names one tenant. */
 export function createIdempotencyStore(db: Db) {
   return {
     /**
@@ -73,13 +73,21 @@ export function createIdempotencyStore(db: Db) {
       return result.rows[0] ?? null;
     },
 
-    /** Deletes up to `limit` expired keys of any tenant. */
+    /** Deletes expired keys, up to `limit` a tenant, of the tenants holding the first `limit` found; each delete names its tenant. */
     async sweepExpired(limit: number): Promise<number> {
-      const result = await db.query(
-        `DELETE FROM idempotency_keys WHERE (tenant_id, key_hash) IN (SELECT tenant_id, key_hash FROM idempotency_keys WHERE expires_at <= now() LIMIT $1)`,
+      const tenants = await db.query<{ tenant_id: string }>(
+        'SELECT DISTINCT tenant_id FROM (SELECT tenant_id FROM idempotency_keys WHERE expires_at <= now() LIMIT $1) expired',
         [limit],
       );
-      return result.rowCount;
+      let deleted = 0;
+      for (const { tenant_id: tenant } of tenants.rows) {
+        const result = await db.query(
+          'DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key_hash IN (SELECT key_hash FROM idempotency_keys WHERE tenant_id = $1 AND expires_at <= now() LIMIT $2)',
+          [tenant, limit],
+        );
+        deleted += result.rowCount;
+      }
+      return deleted;
     },
   };
 }

@@ -5,6 +5,7 @@ import type { KekSet } from '../crypto/kek.js';
 import { createApiKeysStore } from '../store/api-keys.js';
 import { loadAuditKey, loadVaultKey } from '../store/audit-key.js';
 import { createAuditLog } from '../store/audit-log.js';
+import { isDistributed } from '../store/distribute.js';
 import { createAuditReads } from '../store/audit-reads.js';
 import { createIdempotencyStore } from '../store/idempotency.js';
 import type { Db } from '../store/db.js';
@@ -30,7 +31,12 @@ export interface VaultOptions {
 export async function openVault(options: VaultOptions) {
   const { keks } = options;
   const auditKey = await loadAuditKey(options.db, keks);
-  const auditLog = createAuditLog(options.db, { key: auditKey, logger: options.logger, ...(options.onAuditAdvance ? { onAdvance: options.onAuditAdvance } : {}) });
+  const auditLog = createAuditLog(options.db, {
+    key: auditKey,
+    logger: options.logger,
+    distributed: await isDistributed(options.db),
+    ...(options.onAuditAdvance ? { onAdvance: options.onAuditAdvance } : {}),
+  });
   return {
     db: options.db,
     keks,

@@ -57,6 +57,20 @@ export async function createDatabase(admin: Db, adminUrl: string, name: string):
 }
 
 export async function dropDatabase(admin: Db, name: string): Promise<void> {
-  if (DISTRIBUTED) await admin.query('SET citus.enable_create_database_propagation = on');
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  if (!DISTRIBUTED) {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    return;
+  }
+  await admin.query('SET citus.enable_create_database_propagation = on');
+  // The coordinator's backends just ended by FORCE may still hold their connections into a worker's copy for a
+  // moment: that worker then refuses the drop (55006) once or twice.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== '55006' || attempt === 10) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 }

@@ -55,12 +55,14 @@ describe('lifecycle under load', () => {
     expect((await t.app.inject({ method: 'POST', url: '/v1/keys/rotate', headers })).statusCode).toBe(200);
     const deps = await openVault({ db: testDb.db, keks: envKekSet(masterKeys), keyMaxEncryptions: 2 ** 31, logger: pino({ level: 'silent' }) });
     const report = await rewrap(deps, { tenant: 'busy', batchSize: 50 });
+    // Load on both sides of the rotation and the re-wrap, however fast the database answers (a Citus cluster's
+    // requests take longer).
     await new Promise((resolve) => setTimeout(resolve, 200));
+    while (requests <= 50) await new Promise((resolve) => setTimeout(resolve, 50));
     running = false;
     await Promise.all(workers);
 
     expect(failures).toEqual([]);
-    expect(requests).toBeGreaterThan(50);
     expect(report.moved).toBeGreaterThanOrEqual(300);
     expect(report.unreadable).toBe(0);
     // Every token ever issued still gives back its own number.

@@ -63,7 +63,7 @@ describe('faults', () => {
       const before = await countTokens();
       const pending = fetch(`${vault.url}/v1/tokenize/batch`, { method: 'POST', headers: { authorization: `Bearer ${mintJwt()}`, 'content-type': 'application/json' }, body: JSON.stringify({ items: batch }) });
       const pid = await waitForInsert();
-      await db.query('SELECT pg_terminate_backend($1)', [pid]);
+      await db.query('SELECT pg_terminate_backend($1::int)', [pid]);
       const res = await pending;
       expect(res.status).toBe(503);
       expect(((await res.json()) as { code: string }).code).toBe('unavailable');

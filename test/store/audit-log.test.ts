@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain, type AuditEvent } from '../../src/audit/chain.js';
-import { createAuditLog, type AuditLog } from '../../src/store/audit-log.js';
+import { auditedStatement, createAuditLog, type AuditLog } from '../../src/store/audit-log.js';
 import { createAuditReads, type AuditReads } from '../../src/store/audit-reads.js';
 import type { Queryable } from '../../src/store/db.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
@@ -135,6 +135,68 @@ describe('the audit log', () => {
       ['eta', 2, 2],
       ['eta', 3, 1],
     ]);
+  });
+});
+
+// On a distributed database the append goes as statements of its own beside the work's, in one transaction
+// (src/store/audit-append.ts); the same promises hold, here on plain Postgres and in the Citus run alike.
+describe('the audit log with the append beside the work (distributed)', () => {
+  const split = () => createAuditLog(testDb.db, { key, distributed: true });
+  const INSERT = auditedStatement<'tenant', { token_id: Buffer }>(
+    'pv_test_insert',
+    `inserted AS (INSERT INTO tokens (tenant_id, token_id, key_version, envelope, fingerprint, deterministic, line_type)
+      VALUES (:tenant, decode(md5(random()::text), 'hex'), 1, '\\x00', sha256(random()::text::bytea), false, 'mobile') RETURNING token_id)`,
+    'SELECT token_id FROM inserted',
+  );
+
+  it('commits each statement with its events, and two instances on one tenant build one chain', async () => {
+    // Each instance one statement at a time, as its batcher sends a tenant's flushes; the two at once.
+    const results = await Promise.all(
+      [split(), split()].map(async (log, k) => {
+        const rows: number[] = [];
+        for (let i = k; i < 30; i += 2) rows.push((await log.execute('split-a', [event('split-a', i)], INSERT, { tenant: 'split-a' })).rows.length);
+        return rows;
+      }),
+    );
+    expect(results.flat()).toEqual(Array.from({ length: 30 }, () => 1));
+    expect(await tokensOf('split-a')).toBe(30);
+    const chain = await chainOf('split-a');
+    expect(chain.problem).toBeNull();
+    expect(chain.events.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(chain.events.map((e) => e.items).sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+  });
+
+  it('stores neither the work nor its events when the events cannot be written, and resumes once they can', async () => {
+    const log = split();
+    await log.execute('split-b', [event('split-b', 1)], INSERT, { tenant: 'split-b' });
+    await testDb.owner.query(`CREATE OR REPLACE FUNCTION refuse_split() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      IF NEW.tenant_id = 'split-b' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`);
+    await testDb.owner.query('CREATE TRIGGER refuse_split BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_split()');
+    try {
+      await expect(log.execute('split-b', [event('split-b', 2)], INSERT, { tenant: 'split-b' })).rejects.toThrow();
+      await expect(log.commit('split-b', async (tx) => ({ value: await insertToken(tx, 'split-b'), events: [event('split-b', 3)] }))).rejects.toThrow();
+    } finally {
+      await testDb.owner.query('DROP TRIGGER refuse_split ON audit_events');
+    }
+    expect(await tokensOf('split-b')).toBe(1);
+    await log.execute('split-b', [event('split-b', 4)], INSERT, { tenant: 'split-b' });
+    await log.commit('split-b', async (tx) => ({ value: await insertToken(tx, 'split-b'), events: [event('split-b', 5)] }));
+    expect(await tokensOf('split-b')).toBe(3);
+    const chain = await chainOf('split-b');
+    expect(chain.events.map((e) => e.items)).toEqual([1, 4, 5]);
+    expect(chain.problem).toBeNull();
+  });
+
+  it('follows a head another instance moved, and fails whole when the head row has gone', async () => {
+    const [one, other] = [split(), split()];
+    await one.execute('split-c', [event('split-c', 1)], INSERT, { tenant: 'split-c' });
+    await other.execute('split-c', [event('split-c', 2)], INSERT, { tenant: 'split-c' });
+    // `one` still knows the head at 1: its statement meets the moved head, rolls back and runs again from the lock.
+    await one.execute('split-c', [event('split-c', 3)], INSERT, { tenant: 'split-c' });
+    expect((await chainOf('split-c')).events.map((e) => e.items)).toEqual([1, 2, 3]);
+    await testDb.owner.query(`DELETE FROM audit_heads WHERE tenant_id = 'split-c'`);
+    await expect(one.execute('split-c', [event('split-c', 4)], INSERT, { tenant: 'split-c' })).rejects.toThrow();
+    expect(await tokensOf('split-c')).toBe(3);
   });
 });
 

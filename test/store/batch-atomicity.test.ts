@@ -6,10 +6,11 @@ let t: TestApp;
 beforeAll(async () => {
   t = await build();
   // A real failure inside the statement, on one row of the batch: Postgres itself refuses French numbers.
+  // One command a query: a distributed database passes each on to its workers (test/helpers/citus.ts).
   await t.testDb.owner.query(`
     CREATE FUNCTION refuse_fr() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN IF NEW.country = 'FR' THEN RAISE EXCEPTION 'refused by test trigger'; END IF; RETURN NEW; END $$;
-    CREATE TRIGGER refuse_fr BEFORE INSERT ON tokens FOR EACH ROW EXECUTE FUNCTION refuse_fr();`);
+    BEGIN IF NEW.country = 'FR' THEN RAISE EXCEPTION 'refused by test trigger'; END IF; RETURN NEW; END $$`);
+  await t.testDb.owner.query('CREATE TRIGGER refuse_fr BEFORE INSERT ON tokens FOR EACH ROW EXECUTE FUNCTION refuse_fr()');
 });
 afterAll(async () => {
   await t.close();

@@ -108,6 +108,7 @@ describe.skipIf(!DISTRIBUTED)('the vault distributed by tenant on Citus', () => 
       const viaKey = await t.app.inject({ method: 'POST', url: '/v1/tokenize', headers: { authorization: `Bearer ${apiKey.json().key}` }, payload: { phone: NUMBERS.us.e164 } });
       expect(viaKey.statusCode).toBe(201);
       expect((await call(tenant, 'DELETE', `/v1/api-keys/${apiKey.json().id}`)).statusCode).toBe(204);
+      expect((await t.app.inject({ method: 'GET', url: '/metrics' })).body).toMatch(/^phonevault_data_keys\{state="active"\} [1-9]/m);
       const events = (await call(tenant, 'GET', '/v1/audit?limit=100')).json().events as Array<{ action: string }>;
       expect(events.map((e) => e.action)).toEqual(expect.arrayContaining(['tokenize', 'detokenize', 'lookup', 'metadata', 'erase', 'keys_rotate', 'keys_list']));
 
@@ -137,7 +138,9 @@ describe.skipIf(!DISTRIBUTED)('the vault distributed by tenant on Citus', () => 
     const imported = await database.run(['import', '--tenant', south, '--input', join(dir, 'in.csv'), '--column', 'phone', '--output', join(dir, 'out.csv')]);
     expect(imported.code).toBe(1);
     expect(imported.err).toContain('import: done: 2 rows read, 1 tokenized, 1 invalid, 0 skipped');
-    expect(readFileSync(join(dir, 'out.csv'), 'utf8')).toMatch(/^id,phone\n1,tok_[\w-]{22}\n2,\n$/);
+    const output = readFileSync(join(dir, 'out.csv'), 'utf8');
+    expect(output).toMatch(/^id,phone\n1,tok_[\w-]{22}\n2,\n$/);
+    const kept = /tok_[\w-]{22}/.exec(output)![0];
 
     const made = await database.run(['apikey', 'create', '--tenant', south, '--name', 'batch', '--scope', 'tokenize']);
     expect(made.code).toBe(0);
@@ -160,5 +163,13 @@ describe.skipIf(!DISTRIBUTED)('the vault distributed by tenant on Citus', () => 
     expect(gone.code).toBe(0);
     expect(await rowsOnWorker('tokens', north)).toBe(0);
     expect(await rowsOnWorker('tokens', south)).toBeGreaterThan(0);
+
+    // Every wrapped key of every tenant moved to a new master key, read across the shards.
+    const next = randomBytes(32).toString('base64');
+    const moved = await database.run(['keys', 'rewrap-master'], `next:${next},default:${masterKey}`);
+    expect(moved.code).toBe(0);
+    expect(moved.out).toMatch(/^re-wrapped [1-9]\d* key\(s\) under the active master key; no key is wrapped by "default" any more/);
+    const after = await database.app(`next:${next}`);
+    expect((await after.app.inject({ method: 'POST', url: '/v1/detokenize', headers: bearer({ tenant: south, scope: 'detokenize' }), payload: { tokens: [kept] } })).json().results[0].phone).toBe(NUMBERS.gb.e164);
   });
 });

@@ -4,7 +4,7 @@ import type { EnvelopeRow } from './rows.js';
 // $2 is the active version.
 const NEEDS_REWRAP = '(key_version <> $2 OR get_byte(envelope, 0) = 1)';
 
-/** Token maintenance: re-wrap, per-version counts, expiry and shredding. Every query names one tenant but the sweep. */
+/** Token maintenance: re-wrap, per-version counts, expiry and shredding. Every write names one tenant. */
 export function createTokenMaintenance(db: Db) {
   return {
     /**
@@ -47,14 +47,25 @@ export function createTokenMaintenance(db: Db) {
       return new Map(result.rows.map((row) => [row.key_version, Number(row.n)]));
     },
 
-    /** Deletes up to `limit` expired tokens of any tenant; short statements, so the sweep never holds locks long. */
+    /**
+     * Deletes expired tokens, up to `limit` a tenant, of the tenants holding the first `limit` found: short
+     * statements, so the sweep never holds locks long, and each delete names its tenant (one shard when distributed).
+     */
     async sweepExpired(limit: number): Promise<number> {
-      const result = await db.query(
-        `DELETE FROM tokens WHERE (tenant_id, token_id) IN (
-           SELECT tenant_id, token_id FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= now() LIMIT $1)`,
+      const tenants = await db.query<{ tenant_id: string }>(
+        `SELECT DISTINCT tenant_id FROM (SELECT tenant_id FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= now() LIMIT $1) expired`,
         [limit],
       );
-      return result.rowCount;
+      let deleted = 0;
+      for (const { tenant_id: tenant } of tenants.rows) {
+        const result = await db.query(
+          `DELETE FROM tokens WHERE tenant_id = $1 AND token_id IN (
+             SELECT token_id FROM tokens WHERE tenant_id = $1 AND expires_at IS NOT NULL AND expires_at <= now() LIMIT $2)`,
+          [tenant, limit],
+        );
+        deleted += result.rowCount;
+      }
+      return deleted;
     },
 
     async deleteTenantPage(tenant: string, limit: number): Promise<number> {
