@@ -72,6 +72,20 @@ describe.skipIf(!DISTRIBUTED)('the vault distributed by tenant on Citus', () => 
     expect(rows.map((row) => row.name).sort()).toEqual(['audit_events', 'audit_heads', 'data_keys', 'idempotency_keys', 'import_checkpoints', 'tenant_keys', 'tokens']);
   });
 
+  it('places the table a later migration creates, as distribute would', async () => {
+    // Migration 008 again, as if the database had been distributed before it was released.
+    await database.db.query('DROP TABLE import_checkpoints');
+    await database.db.query('DELETE FROM schema_migrations WHERE version = 8');
+    const migrated = await database.run(['migrate']);
+    expect(migrated.out).toBe('applied 008_import_checkpoints.sql');
+    const { rows } = await database.db.query<{ colocated: boolean }>(
+      `SELECT colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'tenant_keys'::regclass) AS colocated
+       FROM pg_dist_partition WHERE logicalrelid = 'import_checkpoints'::regclass`,
+    );
+    expect(rows).toEqual([{ colocated: true }]);
+    expect((await database.run(['distribute'])).out).toBe('already distributed');
+  });
+
   it('serves every route for each tenant, with its rows on its own worker', async () => {
     for (const tenant of tenants) {
       const single = await call(tenant, 'POST', '/v1/tokenize', { phone: NUMBERS.us.e164 });
