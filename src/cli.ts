@@ -96,10 +96,15 @@ function program(env: Env, io: Io, run: (code: Promise<number> | number) => void
       try {
         const applied = await migrate(db);
         io.out(applied.length > 0 ? `applied ${applied.join(', ')}` : 'database is up to date');
+        run(0);
+      } catch (error) {
+        // A distributed database's new table that the vault cannot place: nothing was applied.
+        if (!(error instanceof NotDistributable)) throw error;
+        io.err(`phonevault migrate: ${error.message}`);
+        run(1);
       } finally {
         await db.close();
       }
-      run(0);
     });
 
   cli

@@ -45,16 +45,26 @@ export const ADVANCE_HEAD = statement<'tenant' | 'head_seq' | 'head_hash' | 'fro
  * The events' insert as rows of VALUES, one parameter a field: Citus routes that to the tenant's worker as it is,
  * where an INSERT … SELECT from unnest goes through the coordinator (3× the time a statement on this machine).
  */
-export function insertEventsStatement(values: Record<AppendName, unknown>): { text: string; params: unknown[] } {
-  const params: unknown[] = [values.tenant];
+export function insertEventsStatements(values: Record<AppendName, unknown>): Array<{ text: string; params: unknown[] }> {
   const columns = ['event_seqs', 'event_times', 'event_clients', 'event_actions', 'event_items', 'event_outcomes', 'event_request_ids', 'event_purposes', 'event_hashes'] as const;
   const casts = ['bigint', 'timestamptz', 'text', 'text', 'int', 'text', 'text', 'text', 'bytea'];
-  const rows = (values.event_seqs as unknown[]).map((_, row) => {
-    const placeholders = columns.map((column, c) => `$${params.push((values[column] as unknown[])[row])}::${casts[c]}`);
-    return `($1, ${placeholders.join(', ')})`;
-  });
-  return { text: `INSERT INTO audit_events (${EVENT_COLUMNS}) VALUES ${rows.join(', ')}`, params };
+  const count = (values.event_seqs as unknown[]).length;
+  const statements: Array<{ text: string; params: unknown[] }> = [];
+  // At most EVENTS_A_STATEMENT rows a statement: Citus plans a long VALUES list slowly (7,000 rows ran past the
+  // statement timeout here), and 9 parameters a row must stay under Postgres's 65,535 anyway.
+  for (let start = 0; start < count; start += EVENTS_A_STATEMENT) {
+    const params: unknown[] = [values.tenant];
+    const rows: string[] = [];
+    for (let row = start; row < Math.min(count, start + EVENTS_A_STATEMENT); row++) {
+      const placeholders = columns.map((column, c) => `$${params.push((values[column] as unknown[])[row])}::${casts[c]}`);
+      rows.push(`($1, ${placeholders.join(', ')})`);
+    }
+    statements.push({ text: `INSERT INTO audit_events (${EVENT_COLUMNS}) VALUES ${rows.join(', ')}`, params });
+  }
+  return statements;
 }
+
+const EVENTS_A_STATEMENT = 1_000;
 
 /** A statement of the caller's that carries the append when there are events to record, and runs alone if not. */
 export interface AuditedStatement<Names extends string, Row = unknown> {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { GENESIS_HASH, type AuditEvent, type ChainLink } from '../audit/chain.js';
 import { AuditUnavailable, StorageUnavailableError } from '../errors.js';
-import { ADVANCE_HEAD, appendValues, auditedStatement, insertEventsStatement, type AuditedStatement } from './audit-append.js';
+import { ADVANCE_HEAD, appendValues, auditedStatement, insertEventsStatements, type AuditedStatement } from './audit-append.js';
 import { settleAll, type Db, type Transaction } from './db.js';
 import { bind } from './sql.js';
 
@@ -168,8 +168,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
       }
       // The events only once the head has moved: Citus reports their insert's duplicate seqs as XX000, not 23505.
       if ((await q.query(ADVANCE_HEAD.text, bind(ADVANCE_HEAD, values), { prepare: 'pv_audit_advance' })).rowCount === 1) {
-        const inserted = insertEventsStatement(values);
-        await q.query(inserted.text, inserted.params);
+        for (const inserted of insertEventsStatements(values)) await q.query(inserted.text, inserted.params);
         return head;
       }
     } catch (error) {
@@ -253,6 +252,8 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
         return { value: await result, head: await head, appended: events.length };
       });
     }
+    // Its combined form would be its work alone: an unnamed statement carries no append (src/store/tokens/hot.ts).
+    if (!audited.name && events.length > 0) throw new Error('an unnamed statement is appended beside only by a distributed log');
     return withHead(tenant, { hot: true, single: true }, async (tx, start) => {
       if (events.length === 0) return { value: await tx.query<R>(audited.alone.text, alone(), aloneOptions), head: null, appended: 0 };
       if ('known' in start) {

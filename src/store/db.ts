@@ -103,7 +103,7 @@ export function createPgDb(options: PgDbOptions): Db {
   const queryTimeout = options.queryTimeoutMs ?? 1_500;
   const connectTimeout = 1_000;
   const breaker = createBreaker(1_000, 0.9 * Math.min(connectTimeout, queryTimeout));
-  const createPool = (settings: string[]) => {
+  const createPool = (settings: string[], onConnect?: (client: pg.PoolClient) => Promise<unknown>) => {
     const created = new pg.Pool({
       connectionString: options.connectionString,
       max: options.max ?? 20,
@@ -118,6 +118,8 @@ export function createPgDb(options: PgDbOptions): Db {
       // A transaction sends its statements without waiting for the one before (db.transact, src/store/audit-log.ts).
       pipeline: true,
       ...(settings.length > 0 ? { options: settings.join(' ') } : {}),
+      // Awaited before the connection is handed out; a failure fails that connection's checkout.
+      ...(onConnect ? { onConnect } : {}),
     } as pg.PoolConfig);
     // An idle connection that drops must not crash the process; the next query reconnects.
     created.on('error', (error) => options.logger?.warn({ err: safeErrorFields(error) }, 'idle database connection lost'));
@@ -129,15 +131,7 @@ export function createPgDb(options: PgDbOptions): Db {
   // planning (their reads probe by key whatever the estimates), and left to choose, Postgres re-planned them on
   // every call. Citus cannot plan them generically (their CTEs), so on a coordinator each call is planned.
   let hotPool: pg.Pool | null = null;
-  const hot = () => {
-    if (hotPool) return hotPool;
-    hotPool = createPool(schema);
-    hotPool.on('connect', (client) => {
-      // Sent before anything a caller queues on the new connection.
-      client.query(HOT_PLANS).catch((error: unknown) => options.logger?.warn({ err: safeErrorFields(error) }, 'could not set the hot connection plan mode'));
-    });
-    return hotPool;
-  };
+  const hot = () => (hotPool ??= createPool(schema, (client) => client.query(HOT_PLANS)));
   const pools = () => (hotPool ? [pool, hotPool] : [pool]);
 
   async function guarded<T>(run: () => Promise<T>): Promise<T> {

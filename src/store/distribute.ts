@@ -17,7 +17,9 @@ export const PLACEMENT = {
 
 const COLOCATE_WITH = PLACEMENT.byTenant[0];
 
-export class NotDistributable extends Error {}
+export class NotDistributable extends Error {
+  override name = 'NotDistributable';
+}
 
 /** Whether the database has the Citus extension, i.e. can be distributed. */
 export async function hasCitus(q: Queryable): Promise<boolean> {
@@ -29,7 +31,7 @@ async function placed(q: Queryable): Promise<Map<string, string>> {
   if (!(await hasCitus(q))) return new Map();
   const result = await q.query<{ name: string; method: string }>(
     `SELECT c.relname AS name, p.partmethod AS method FROM pg_dist_partition p
-     JOIN pg_class c ON c.oid = p.logicalrelid WHERE c.relnamespace = current_schema()::regnamespace`,
+     JOIN pg_class c ON c.oid = p.logicalrelid WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())`,
   );
   return new Map(result.rows.map((row) => [row.name, row.method]));
 }

@@ -34,7 +34,7 @@ const append = (log: AuditLog, tenant: string, events: AuditEvent[]) => log.comm
 
 async function chainOf(tenant: string) {
   const head = (await reads.head(tenant))!;
-  const events = await reads.chainPage(tenant, 0, 1_000);
+  const events = await reads.chainPage(tenant, 0, 10_000);
   return { head, events, problem: verifyChain({ key, keyedAfter: head.keyedAfter }, events, { seq: head.anchorSeq, hash: head.anchorHash }, head) };
 }
 
@@ -185,6 +185,14 @@ describe('the audit log with the append beside the work (distributed)', () => {
     const chain = await chainOf('split-b');
     expect(chain.events.map((e) => e.items)).toEqual([1, 4, 5]);
     expect(chain.problem).toBeNull();
+  });
+
+  it('appends more events than one VALUES statement takes (1,000), in several', async () => {
+    const many = Array.from({ length: 7_300 }, (_, i) => event('split-many', i));
+    await split().commit('split-many', async () => ({ value: null, events: many }));
+    const chain = await chainOf('split-many');
+    expect(chain.problem).toBeNull();
+    expect(chain.head.seq).toBe(7_300);
   });
 
   it('follows a head another instance moved, and fails whole when the head row has gone', async () => {

@@ -120,5 +120,8 @@ describe('the detokenize read', () => {
     expect(rows[0]).toEqual({ n: '3', expiring: '2' });
     const events = await testDb.owner.query<{ seq: string }>(`SELECT seq FROM audit_events WHERE tenant_id = 'values' ORDER BY seq`);
     expect(events.rows.map((e) => Number(e.seq))).toEqual([1, 2, 3]);
+    // A batch past what one VALUES statement takes (1,000 rows) is stored too, by the other form.
+    const large = Array.from({ length: 7_500 }, () => row(false));
+    expect((await store.insert('values', large, [event(7_500)])).filter(Boolean)).toHaveLength(7_500);
   });
 });
