@@ -66,7 +66,7 @@ export interface AuditLogOptions {
  *
  * The events are chained from the tenant's head as this instance last committed it, and everything (the work, the
  * events, the head's move) goes in one pipelined round trip; should the head have moved meanwhile (another
- * instance appended), that transaction fails whole and the work runs again in one that locks the head first.
+ * instance appended), that transaction fails whole and the work runs again in one that locks the head after it.
  * Either way whoever holds the head appends next, so any number of instances appending to one tenant build one
  * chain; an instance alone on a tenant never waits for a lock's answer.
  */
@@ -95,8 +95,12 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
 
   const codeOf = (error: unknown) => (error as { code?: unknown } | null)?.code;
 
-  /** Where a chain starts: the head as this instance last committed it, or the head locked in this transaction. */
-  type Start = { known: ChainLink } | { locked: Promise<ChainLink> };
+  /**
+   * Where a chain starts: the head as this instance last committed it, or the head locked in this transaction by
+   * `lock`, which the work calls once its own statements are sent: the head is locked after the work's rows in
+   * every path, so two writers never wait on each other's rows and head.
+   */
+  type Start = { known: ChainLink } | { lock: () => Promise<ChainLink> };
   type Outcome<T> = { value: T; head: ChainLink | null; appended: number };
 
   const lockHead = (tx: Transaction, tenant: string): Promise<ChainLink> => {
@@ -122,7 +126,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
 
   /**
    * Runs `run` from the head this instance last committed, if it holds one and nobody else moved it lately;
-   * should the head have moved, `run` runs again from the head locked first. `single` work needs no transaction
+   * should the head have moved, `run` runs again from the head locked after its work. `single` work needs no transaction
    * of its own from a known head: one statement, committed by itself.
    */
   async function withHead<T>(tenant: string, mode: { hot: boolean; single: boolean }, run: (tx: Transaction, start: Start) => Promise<Outcome<T>>): Promise<T> {
@@ -147,7 +151,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
           }
         }
       }
-      outcome ??= await db.transact((tx) => run(tx, { locked: lockHead(tx, tenant).then((head) => noticeRewind(tenant, known, head)) }), { hot: mode.hot });
+      outcome ??= await db.transact((tx) => run(tx, { lock: () => lockHead(tx, tenant).then((head) => noticeRewind(tenant, known, head)) }), { hot: mode.hot });
     } catch (error) {
       seeded.delete(tenant);
       heads.delete(tenant);
@@ -222,11 +226,9 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
 
   function commitNow<T>(tenant: string, work: (tx: Transaction) => Promise<Recorded<T>>, commitOptions: CommitOptions): Promise<T> {
     return withHead(tenant, { hot: commitOptions.hot ?? false, single: false }, async (tx, start) => {
-      const from = 'known' in start ? Promise.resolve(start.known) : start.locked;
-      const done = work(tx);
-      await settleAll([from, done]);
-      const [recorded, chainStart] = [await done, await from];
-      if (recorded.events.length === 0) return { value: recorded.value, head: chainStart, appended: 0 };
+      const recorded = await work(tx);
+      if (recorded.events.length === 0) return { value: recorded.value, head: 'known' in start ? start.known : null, appended: 0 };
+      const chainStart = 'known' in start ? start.known : await start.lock();
       const head = await appendAlone(tx, tenant, chainStart, 'known' in start, recorded.events);
       return { value: recorded.value, head, appended: recorded.events.length };
     });
@@ -234,7 +236,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
 
   /**
    * Runs one statement of the caller's with the events appended by that very statement, from the head as last
-   * known: one round trip and one commit for both, for the hot paths' reads and inserts. From a head locked first
+   * known: one round trip and one commit for both, for the hot paths' reads and inserts. From a head locked
    * (another instance moved it, or it is not known yet), the statement and the append go one after the other in
    * a transaction, so that a failure is told apart as the work's or the trail's.
    */
@@ -245,11 +247,11 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
     if (options.distributed && events.length > 0) {
       // The work's statement, then the append's, in one transaction: the head is moved after the work's rows.
       return withHead(tenant, { hot: true, single: false }, async (tx, start) => {
-        const from = 'known' in start ? start.known : await start.locked;
         const result = tx.query<R>(audited.alone.text, alone(), aloneOptions);
-        const head = appendAlone(tx, tenant, from, 'known' in start, events);
-        await settleAll([result, head]);
-        return { value: await result, head: await head, appended: events.length };
+        const from = 'known' in start ? Promise.resolve(start.known) : start.lock();
+        await settleAll([result, from]);
+        const head = await appendAlone(tx, tenant, await from, 'known' in start, events);
+        return { value: await result, head, appended: events.length };
       });
     }
     // Its combined form would be its work alone: an unnamed statement carries no append (src/store/tokens/hot.ts).
@@ -268,10 +270,11 @@ export function createAuditLog(db: Db, options: AuditLogOptions) {
           throw new Unattributed();
         }
       }
-      const from = await start.locked;
-      const result = await tx.query<R>(audited.alone.text, alone(), aloneOptions);
-      const head = await appendAlone(tx, tenant, from, false, events);
-      return { value: result, head, appended: events.length };
+      const result = tx.query<R>(audited.alone.text, alone(), aloneOptions);
+      const from = start.lock();
+      await settleAll([result, from]);
+      const head = await appendAlone(tx, tenant, await from, false, events);
+      return { value: await result, head, appended: events.length };
     });
   }
 
