@@ -20,7 +20,7 @@ import { isVaultError } from './errors.js';
 import { mintJwt } from './jwt-mint.js';
 import { createLogger } from './logger.js';
 import { closeOnSignals, startServer } from './server.js';
-import { createPgDb } from './store/db.js';
+import { createPgDb, type Db } from './store/db.js';
 import { MasterKeyMismatch } from './store/master-key-guard.js';
 import { NotDistributable, PLACEMENT, placeTables } from './store/distribute.js';
 import { migrate } from './store/migrate.js';
@@ -88,41 +88,40 @@ function program(env: Env, io: Io, run: (code: Promise<number> | number) => void
       run(forever());
     });
 
+  /** Runs a command that places tables on DATABASE_URL: exit 0, or 1 with the reason a table cannot be placed. */
+  const placing = async (command: string, queryTimeoutMs: number, work: (db: Db) => Promise<void>) => {
+    const db = createPgDb({ connectionString: loadDatabaseUrl(env), queryTimeoutMs });
+    try {
+      await work(db);
+      run(0);
+    } catch (error) {
+      if (!(error instanceof NotDistributable)) throw error;
+      io.err(`phonevault ${command}: ${error.message}`);
+      run(1);
+    } finally {
+      await db.close();
+    }
+  };
+
   cli
     .command('migrate')
     .description('apply pending database migrations (needs DATABASE_URL)')
     .action(async () => {
-      const db = createPgDb({ connectionString: loadDatabaseUrl(env), queryTimeoutMs: 60_000 });
-      try {
+      // A distributed database's new table that the vault cannot place is refused: nothing was applied.
+      await placing('migrate', 60_000, async (db) => {
         const applied = await migrate(db);
         io.out(applied.length > 0 ? `applied ${applied.join(', ')}` : 'database is up to date');
-        run(0);
-      } catch (error) {
-        // A distributed database's new table that the vault cannot place: nothing was applied.
-        if (!(error instanceof NotDistributable)) throw error;
-        io.err(`phonevault migrate: ${error.message}`);
-        run(1);
-      } finally {
-        await db.close();
-      }
+      });
     });
 
   cli
     .command('distribute')
     .description('distribute a migrated database on a Citus coordinator by tenant (needs DATABASE_URL)')
     .action(async () => {
-      const db = createPgDb({ connectionString: loadDatabaseUrl(env), queryTimeoutMs: 600_000 });
-      try {
+      await placing('distribute', 600_000, async (db) => {
         const done = await db.transact((tx) => placeTables(tx));
         io.out(done.distributed.length > 0 ? `distributed by tenant: ${done.distributed.join(', ')}; kept on the coordinator: ${PLACEMENT.coordinator.join(', ')}` : 'already distributed');
-        run(0);
-      } catch (error) {
-        if (!(error instanceof NotDistributable)) throw error;
-        io.err(`phonevault distribute: ${error.message}`);
-        run(1);
-      } finally {
-        await db.close();
-      }
+      });
     });
 
   cli

@@ -57,10 +57,10 @@ export async function placeTables(tx: Transaction): Promise<{ distributed: strin
   if (!tables.includes(COLOCATE_WITH)) throw new NotDistributable('the database is not migrated: run `phonevault migrate` first');
 
   const already = await placed(tx);
-  await tx.query('SET LOCAL citus.enable_unsafe_triggers = on');
-  const done = { distributed: [] as string[] };
   const misplaced = PLACEMENT.coordinator.filter((name) => already.has(name));
   if (misplaced.length > 0) throw new NotDistributable(`tables that belong on the coordinator alone are distributed: ${misplaced.join(', ')}; undistribute them first`);
+  await tx.query('SET LOCAL citus.enable_unsafe_triggers = on');
+  const done = { distributed: [] as string[] };
   for (const name of PLACEMENT.byTenant) {
     if (!tables.includes(name) || already.get(name) === 'h') continue;
     if (already.has(name)) throw new NotDistributable(`${name} is placed another way than by tenant_id: undistribute it first`);

@@ -1,4 +1,5 @@
 import type { Db, Queryable } from './db.js';
+import { deleteTenantByTenant } from './sql.js';
 
 /** A key as the table holds it: only keyed hashes of the client's key and of the body it came with. */
 export interface IdempotencyKey {
@@ -75,19 +76,12 @@ export function createIdempotencyStore(db: Db) {
 
     /** Deletes expired keys, up to `limit` a tenant, of the tenants holding the first `limit` found; each delete names its tenant. */
     async sweepExpired(limit: number): Promise<number> {
-      const tenants = await db.query<{ tenant_id: string }>(
+      return deleteTenantByTenant(
+        db,
         'SELECT DISTINCT tenant_id FROM (SELECT tenant_id FROM idempotency_keys WHERE expires_at <= now() LIMIT $1) expired',
-        [limit],
+        'DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key_hash IN (SELECT key_hash FROM idempotency_keys WHERE tenant_id = $1 AND expires_at <= now() LIMIT $2)',
+        limit,
       );
-      let deleted = 0;
-      for (const { tenant_id: tenant } of tenants.rows) {
-        const result = await db.query(
-          'DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key_hash IN (SELECT key_hash FROM idempotency_keys WHERE tenant_id = $1 AND expires_at <= now() LIMIT $2)',
-          [tenant, limit],
-        );
-        deleted += result.rowCount;
-      }
-      return deleted;
     },
   };
 }

@@ -1,3 +1,5 @@
+import type { Queryable } from './db.js';
+
 /**
  * A statement written with named parameters (`:name`), numbered once into `$n`, so that a statement made of parts
  * (the audit append's CTEs beside a read or an insert) reads by name and no part counts another's parameters.
@@ -26,4 +28,16 @@ export function bind<Names extends string>(compiled: Statement<Names>, values: R
     if (!(name in values)) throw new Error(`no value for :${name}`);
     return values[name];
   });
+}
+
+/**
+ * Deletes in short statements that each name one tenant (one shard when distributed): `tenantsSql` ($1, the
+ * limit) finds the tenants holding rows to go, and `deleteSql` ($1, a tenant; $2, the limit) deletes up to the
+ * limit of that tenant's. For the sweeps.
+ */
+export async function deleteTenantByTenant(q: Queryable, tenantsSql: string, deleteSql: string, limit: number): Promise<number> {
+  const tenants = await q.query<{ tenant_id: string }>(tenantsSql, [limit]);
+  let deleted = 0;
+  for (const { tenant_id: tenant } of tenants.rows) deleted += (await q.query(deleteSql, [tenant, limit])).rowCount;
+  return deleted;
 }

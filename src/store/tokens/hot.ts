@@ -34,16 +34,16 @@ const INSERT_TOKENS = auditedStatement<
   'SELECT token_id FROM inserted',
 );
 
-/**
- * The same insert as rows of VALUES, one parameter a field, for a distributed database: Citus routes it to the
- * tenant's worker as it is, where the INSERT … SELECT above goes through the coordinator (3× the time a statement
- * on this machine, src/store/audit-append.ts). Unnamed, so sent unprepared: its text changes with the row count.
- */
 // A larger flush takes the INSERT … SELECT, which Citus runs through the coordinator with a COPY. Citus plans a
 // long VALUES list slowly: 7,000 rows took past the statement timeout here. The bind limit (65,535 parameters, 9
 // a row) would stop it at 7,281 in any case.
 const VALUES_MAX_ROWS = 1_000;
 
+/**
+ * The same insert as rows of VALUES, one parameter a field, for a distributed database: Citus routes it to the
+ * tenant's worker as it is, where the INSERT … SELECT above goes through the coordinator (3× the time a statement
+ * on this machine, src/store/audit-append.ts). Unnamed, so sent unprepared: its text changes with the row count.
+ */
 function insertAsValues(tenant: string, rows: NewToken[]): { statement: AuditedStatement<string, { token_id: Buffer }>; values: Record<string, unknown> } {
   const names = ['tenant'];
   const values: Record<string, unknown> = { tenant };
@@ -74,6 +74,11 @@ function insertAsValues(tenant: string, rows: NewToken[]): { statement: AuditedS
   };
   // Never sent with the combined append (the distributed log appends beside it): its one form serves both.
   return { statement: { name: '', alone, withAppend: alone }, values };
+}
+
+/** The insert of these rows as the log's database takes it best: rows of VALUES when distributed and few enough. */
+function tokensInsert(auditLog: AuditLog, tenant: string, rows: NewToken[]): { statement: AuditedStatement<string, { token_id: Buffer }>; values: Record<string, unknown> } {
+  return auditLog.distributed && rows.length <= VALUES_MAX_ROWS ? insertAsValues(tenant, rows) : { statement: INSERT_TOKENS, values: insertValues(tenant, rows) };
 }
 
 /** The deterministic tokens (of either shape) of these fingerprints: read after their insert, it sees every committed winner. */
@@ -227,8 +232,8 @@ export function createTokensStore(db: Db, auditLog: AuditLog) {
       const rows = jobs.flatMap((job) => job.rows);
       const holders = await insertOnce(rows, async (sent) => {
         const events = jobs.flatMap((job) => job.events);
-        const asValues = auditLog.distributed && sent.length <= VALUES_MAX_ROWS ? insertAsValues(tenant, sent) : null;
-        const inserted = asValues ? await auditLog.execute(tenant, events, asValues.statement, asValues.values) : await auditLog.execute(tenant, events, INSERT_TOKENS, insertValues(tenant, sent));
+        const { statement, values } = tokensInsert(auditLog, tenant, sent);
+        const inserted = await auditLog.execute(tenant, events, statement, values);
         // A deterministic row that was skipped has a winner: read once its insert is committed.
         return holdersOf(db, tenant, sent, inserted.rows);
       });
@@ -267,10 +272,8 @@ export function createTokensStore(db: Db, auditLog: AuditLog) {
     /** The same insert, in a transaction of the caller's that commits the events (an idempotent request's). */
     async insertWithin(tx: Transaction, tenant: string, rows: NewToken[]): Promise<Holder[]> {
       return insertOnce(rows, async (sent) => {
-        const asValues = auditLog.distributed && sent.length <= VALUES_MAX_ROWS ? insertAsValues(tenant, sent) : null;
-        const inserted = asValues
-          ? await tx.query<{ token_id: Buffer }>(asValues.statement.alone.text, bind(asValues.statement.alone, asValues.values))
-          : await tx.query<{ token_id: Buffer }>(INSERT_TOKENS.alone.text, bind(INSERT_TOKENS.alone, insertValues(tenant, sent)), { prepare: `${INSERT_TOKENS.name}_alone` });
+        const { statement, values } = tokensInsert(auditLog, tenant, sent);
+        const inserted = await tx.query<{ token_id: Buffer }>(statement.alone.text, bind(statement.alone, values), statement.name ? { prepare: `${statement.name}_alone` } : {});
         return holdersOf(tx, tenant, sent, inserted.rows);
       });
     },

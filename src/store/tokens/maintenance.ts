@@ -1,4 +1,5 @@
 import type { Db } from '../db.js';
+import { deleteTenantByTenant } from '../sql.js';
 import type { EnvelopeRow } from './rows.js';
 
 // $2 is the active version.
@@ -52,20 +53,13 @@ export function createTokenMaintenance(db: Db) {
      * statements, so the sweep never holds locks long, and each delete names its tenant (one shard when distributed).
      */
     async sweepExpired(limit: number): Promise<number> {
-      const tenants = await db.query<{ tenant_id: string }>(
+      return deleteTenantByTenant(
+        db,
         `SELECT DISTINCT tenant_id FROM (SELECT tenant_id FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= now() LIMIT $1) expired`,
-        [limit],
+        `DELETE FROM tokens WHERE tenant_id = $1 AND token_id IN (
+           SELECT token_id FROM tokens WHERE tenant_id = $1 AND expires_at IS NOT NULL AND expires_at <= now() LIMIT $2)`,
+        limit,
       );
-      let deleted = 0;
-      for (const { tenant_id: tenant } of tenants.rows) {
-        const result = await db.query(
-          `DELETE FROM tokens WHERE tenant_id = $1 AND token_id IN (
-             SELECT token_id FROM tokens WHERE tenant_id = $1 AND expires_at IS NOT NULL AND expires_at <= now() LIMIT $2)`,
-          [tenant, limit],
-        );
-        deleted += result.rowCount;
-      }
-      return deleted;
     },
 
     async deleteTenantPage(tenant: string, limit: number): Promise<number> {
