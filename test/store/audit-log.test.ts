@@ -195,6 +195,22 @@ describe('the audit log with the append beside the work (distributed)', () => {
     expect(chain.head.seq).toBe(7_300);
   });
 
+  it('commits none of the events, nor the work, when a later statement of a long append fails', async () => {
+    const log = split();
+    await testDb.owner.query(`CREATE OR REPLACE FUNCTION refuse_late() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      IF NEW.tenant_id = 'split-late' AND NEW.seq > 1200 THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`);
+    await testDb.owner.query('CREATE TRIGGER refuse_late BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_late()');
+    try {
+      const many = Array.from({ length: 1_500 }, (_, i) => event('split-late', i));
+      await expect(log.commit('split-late', async (tx) => ({ value: await insertToken(tx, 'split-late'), events: many }))).rejects.toThrow();
+    } finally {
+      await testDb.owner.query('DROP TRIGGER refuse_late ON audit_events');
+    }
+    expect(await tokensOf('split-late')).toBe(0);
+    expect(await reads.chainPage('split-late', 0, 10)).toEqual([]);
+    expect((await reads.head('split-late'))?.seq ?? 0).toBe(0);
+  });
+
   it('follows a head another instance moved, and fails whole when the head row has gone', async () => {
     const [one, other] = [split(), split()];
     await one.execute('split-c', [event('split-c', 1)], INSERT, { tenant: 'split-c' });
