@@ -66,14 +66,30 @@ function reading(pid) {
 
 /**
  * Runs `load` (resolving to a result with requests, requestsPerSecond and itemsPerSecond) and adds what an item
- * cost: `processUsPerItem` (the process `pid`), `postgresUsPerItem` (every Postgres process alive at the end, one
- * started meanwhile with all of its CPU; one that exited meanwhile is left out) and `machineBusyPct` (100 per
+ * cost: `processUsPerItem` (the process `pid`), `postgresUsPerItem` (every Postgres process, one started meanwhile
+ * with all of its CPU; one that exited meanwhile as of its last reading, at most 200 ms old) and `machineBusyPct` (100 per
  * core). Each is null where /proc cannot tell.
  */
 export async function withCpu(pid, load) {
   const before = reading(pid);
-  const result = await load();
+  // Backends that end before the load does (an importer's, a script's) are read while they live: each keeps its
+  // last reading.
+  const seen = new Map();
+  const sample = () => {
+    for (const [backend, cpu] of postgresCpu()) seen.set(backend, cpu);
+  };
+  const sampler = before ? setInterval(sample, 200) : null;
+  let result;
+  try {
+    result = await load();
+  } finally {
+    if (sampler) clearInterval(sampler);
+  }
   const after = reading(pid);
+  if (after) {
+    for (const [backend, cpu] of after.postgres) seen.set(backend, cpu);
+    after.postgres = seen;
+  }
   const cost = { processUsPerItem: null, postgresUsPerItem: null, machineBusyPct: null };
   if (before && after && result.requests > 0) {
     // Items served: those counted by the load generator, not its rate times the time between readings (which
