@@ -98,6 +98,10 @@ describe('phonevault CLI', () => {
       const detokenized = await fetch(`${url}/v1/detokenize`, { method: 'POST', headers, body: JSON.stringify({ tokens: [token] }) });
       expect(await detokenized.json()).toEqual({ results: [{ token, masked: '+1******0123', country: 'US' }] });
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      // Lines are written in blocks (src/logger.ts), yet a quiet vault's lines still reach stdout within moments.
+      const quietSince = Date.now();
+      while (!stdout.includes('"route":"/v1/detokenize"') && Date.now() - quietSince < 2_000) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(stdout).toContain('"route":"/v1/detokenize"');
     } finally {
       child.kill('SIGTERM');
     }
