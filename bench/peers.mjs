@@ -14,6 +14,7 @@ import { admin, createBenchDatabase, log, phone, seedTokens, startVault, VAULT_N
 import { wrkAvailable, wrkLoad } from './load.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const CONNECTIONS = 50;
 const SEEDED = 2000;
 const durationMs = SECONDS * 1000;
@@ -125,7 +126,6 @@ async function startDatabunker(bin, databaseUrl) {
 const results = {};
 const missing = {};
 const note = (name, result) => {
-  results[name] = result;
   log(`  ${name.padEnd(34)} ${result.itemsPerSecond.toFixed(0).padStart(7)}/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms  CPU µs/req ${fmt(result.processUsPerItem)} + Postgres ${fmt(result.postgresUsPerItem)}${result.errors ? `  errors ${result.errors}` : ''}`);
 };
 const fmt = (value) => (value === null || value === undefined ? '—' : value.toFixed(0));
@@ -134,13 +134,25 @@ const measure = async (pid, options) => {
   await httpLoad({ connections: CONNECTIONS, ...options, durationMs: 1000 });
   return withCpu(pid, () => httpLoad({ connections: CONNECTIONS, durationMs, ...options }));
 };
+// Every path is measured once a round, the rounds in turn, and each figure is the median of its rounds: the
+// machine's speed drifts by half within minutes here, and paths measured one after the other once each took
+// that drift for a difference between servers.
+const scenarios = [];
+const scenario = (name, pid, options) => scenarios.push({ name, pid, options });
+const runs = {};
+const median = (values) => {
+  const sorted = values.filter((v) => v !== null && v !== undefined).sort((a, b) => a - b);
+  if (sorted.length === 0) return null;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
 
 const database = await createBenchDatabase('phonevault_peers');
 const children = [];
 const dropLater = [];
 try {
   log(`phonevault bench:peers — ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), Node ${process.version}; vault NODE_OPTIONS ${VAULT_NODE_OPTIONS}`);
-  log(`load: wrk, 1 thread, ${CONNECTIONS} connections, ${SECONDS} s a scenario, on the same cores as every server and Postgres`);
+  log(`load: wrk, 1 thread, ${CONNECTIONS} connections, ${SECONDS} s a scenario, ${ROUNDS} rounds (medians), on the same cores as every server and Postgres`);
   const { env } = database;
   const jwtEnv = { JWT_SECRET: env.JWT_SECRET, JWT_ISSUER: env.JWT_ISSUER, JWT_AUDIENCE: env.JWT_AUDIENCE };
   const jwt = database.jwt();
@@ -153,19 +165,19 @@ try {
   const echo = await startNode('./diy-server.mjs', { ...jwtEnv, ECHO: '1' });
   children.push(echo.child);
 
-  note('echo (Fastify + JWT check)', await measure(echo.child.pid, { baseUrl: echo.url, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', headers: bearer, body: { phone: phone(i) } }) }));
+  scenario('echo (Fastify + JWT check)', echo.child.pid, { baseUrl: echo.url, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', headers: bearer, body: { phone: phone(i) } }) });
 
   const vaultTokens = await seedTokens(vault.url, jwt, SEEDED);
-  note('phonevault tokenize', await measure(vault.child.pid, { baseUrl: vault.url, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers: bearer, body: { phone: phone(i) } }) }));
-  note('phonevault detokenize', await measure(vault.child.pid, { baseUrl: vault.url, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers: bearer, body: { tokens: [vaultTokens[i % SEEDED]] } }) }));
+  scenario('phonevault tokenize', vault.child.pid, { baseUrl: vault.url, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers: bearer, body: { phone: phone(i) } }) });
+  scenario('phonevault detokenize', vault.child.pid, { baseUrl: vault.url, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/detokenize', headers: bearer, body: { tokens: [vaultTokens[i % SEEDED]] } }) });
   // Lookup on numbers of their own, one token each, as Databunker's lookup finds one record.
   for (let i = 0; i < SEEDED; i++) await json(`${vault.url}/v1/tokenize`, { headers: bearer, body: { phone: lookupPhone(i), deterministic: true } });
-  note('phonevault lookup by phone', await measure(vault.child.pid, { baseUrl: vault.url, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/lookup', headers: bearer, body: { phone: lookupPhone(i % SEEDED) } }) }));
+  scenario('phonevault lookup by phone', vault.child.pid, { baseUrl: vault.url, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/lookup', headers: bearer, body: { phone: lookupPhone(i % SEEDED) } }) });
 
-  note('do-it-yourself tokenize', await measure(diy.child.pid, { baseUrl: diy.url, expectStatus: 201, makeRequest: (i) => ({ path: '/tokenize', headers: bearer, body: { phone: phone(i) } }) }));
+  scenario('do-it-yourself tokenize', diy.child.pid, { baseUrl: diy.url, expectStatus: 201, makeRequest: (i) => ({ path: '/tokenize', headers: bearer, body: { phone: phone(i) } }) });
   const diyTokens = [];
   for (let i = 0; i < SEEDED; i++) diyTokens.push((await json(`${diy.url}/tokenize`, { headers: bearer, body: { phone: phone(i) } })).token);
-  note('do-it-yourself detokenize', await measure(diy.child.pid, { baseUrl: diy.url, expectStatus: 200, makeRequest: (i) => ({ path: '/detokenize', headers: bearer, body: { token: diyTokens[i % SEEDED] } }) }));
+  scenario('do-it-yourself detokenize', diy.child.pid, { baseUrl: diy.url, expectStatus: 200, makeRequest: (i) => ({ path: '/detokenize', headers: bearer, body: { token: diyTokens[i % SEEDED] } }) });
 
   const bao = goPeer(GO_PEERS.openbao);
   if (bao.missing) missing.openbao = bao.missing;
@@ -174,10 +186,10 @@ try {
     const peer = await startOpenBao(bao.bin, database.url);
     children.push(peer.child);
     const plaintext = (i) => Buffer.from(phone(i)).toString('base64');
-    note('OpenBao transit encrypt', await measure(peer.child.pid, { baseUrl: peer.url, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/transit/encrypt/phones', headers: peer.headers, body: { plaintext: plaintext(i) } }) }));
+    scenario('OpenBao transit encrypt', peer.child.pid, { baseUrl: peer.url, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/transit/encrypt/phones', headers: peer.headers, body: { plaintext: plaintext(i) } }) });
     const ciphertexts = [];
     for (let i = 0; i < SEEDED; i++) ciphertexts.push((await json(`${peer.url}/v1/transit/encrypt/phones`, { headers: peer.headers, body: { plaintext: plaintext(i) } })).data.ciphertext);
-    note('OpenBao transit decrypt', await measure(peer.child.pid, { baseUrl: peer.url, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/transit/decrypt/phones', headers: peer.headers, body: { ciphertext: ciphertexts[i % SEEDED] } }) }));
+    scenario('OpenBao transit decrypt', peer.child.pid, { baseUrl: peer.url, expectStatus: 200, makeRequest: (i) => ({ path: '/v1/transit/decrypt/phones', headers: peer.headers, body: { ciphertext: ciphertexts[i % SEEDED] } }) });
   }
 
   const bunker = goPeer(GO_PEERS.databunker);
@@ -193,11 +205,23 @@ try {
     let createRun = 0;
     const peer = await startDatabunker(bunker.bin, database.url.replace(/\/[^/]+$/, `/${name}`));
     children.push(peer.child);
-    note('Databunker create record', await measure(peer.child.pid, { baseUrl: peer.url, expectStatus: 200, counter: '@N', makeRequest: (i) => ({ path: '/v1/user', headers: peer.headers, body: { phone: `+4420${i === 0 ? ++createRun : createRun}@N` } }) }));
+    scenario('Databunker create record', peer.child.pid, { baseUrl: peer.url, expectStatus: 200, counter: '@N', makeRequest: (i) => ({ path: '/v1/user', headers: peer.headers, body: { phone: `+4420${i === 0 ? ++createRun : createRun}@N` } }) });
     const tokens = [];
     for (let i = 0; i < SEEDED; i++) tokens.push((await json(`${peer.url}/v1/user`, { headers: peer.headers, body: { phone: lookupPhone(i) } })).token);
-    note('Databunker read by token', await measure(peer.child.pid, { baseUrl: peer.url, expectStatus: 200, makeRequest: (i) => ({ method: 'GET', path: `/v1/user/token/${tokens[i % SEEDED]}`, headers: peer.headers }) }));
-    note('Databunker lookup by phone', await measure(peer.child.pid, { baseUrl: peer.url, expectStatus: 200, makeRequest: (i) => ({ method: 'GET', path: `/v1/user/phone/${encodeURIComponent(lookupPhone(i % SEEDED))}`, headers: peer.headers }) }));
+    scenario('Databunker read by token', peer.child.pid, { baseUrl: peer.url, expectStatus: 200, makeRequest: (i) => ({ method: 'GET', path: `/v1/user/token/${tokens[i % SEEDED]}`, headers: peer.headers }) });
+    scenario('Databunker lookup by phone', peer.child.pid, { baseUrl: peer.url, expectStatus: 200, makeRequest: (i) => ({ method: 'GET', path: `/v1/user/phone/${encodeURIComponent(lookupPhone(i % SEEDED))}`, headers: peer.headers }) });
+  }
+
+  for (let round = 0; round < ROUNDS; round++) {
+    log(`  round ${round + 1} of ${ROUNDS}`);
+    for (const { name, pid, options } of scenarios) {
+      const result = await measure(pid, options);
+      (runs[name] ??= []).push(result);
+      note(name, result);
+    }
+  }
+  for (const [name, all] of Object.entries(runs)) {
+    results[name] = Object.fromEntries(['itemsPerSecond', 'p50Ms', 'p99Ms', 'processUsPerItem', 'postgresUsPerItem', 'errors'].map((field) => [field, median(all.map((r) => r[field]))]));
   }
 } finally {
   for (const child of children) child.kill('SIGTERM');
@@ -237,5 +261,5 @@ const lines = [
 process.stdout.write(`${lines.join('\n')}\n`);
 mkdirSync(here('./results/'), { recursive: true });
 const file = here(`./results/peers-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, JSON.stringify({ machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, seconds: SECONDS, connections: CONNECTIONS, results, missing }, null, 2));
+writeFileSync(file, JSON.stringify({ machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS, results, runs, missing }, null, 2));
 process.stdout.write(`figures written to ${file}\n`);
