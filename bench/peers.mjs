@@ -11,7 +11,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { withCpu } from './cpu.mjs';
 import { admin, createBenchDatabase, log, phone, seedTokens, startVault, VAULT_NODE_OPTIONS } from './harness.mjs';
-import { wrkAvailable, wrkLoad } from './load.mjs';
+import { median, wrkAvailable, wrkLoad } from './load.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
@@ -134,18 +134,15 @@ const measure = async (pid, options) => {
   await httpLoad({ connections: CONNECTIONS, ...options, durationMs: 1000 });
   return withCpu(pid, () => httpLoad({ connections: CONNECTIONS, durationMs, ...options }));
 };
-// Every path is measured once a round, the rounds in turn, and each figure is the median of its rounds: the
-// machine's speed drifts by half within minutes here, and paths measured one after the other once each took
-// that drift for a difference between servers.
+// Every path is measured once a round, the rounds in turn; a path's row is its round of median throughput, and a
+// ratio the median of the rounds' ratios (as bench/run.mjs does): the machine's speed drifts by half within
+// minutes here, and paths measured one after the other once each took that drift for a difference between servers.
+const ECHO = 'echo (Fastify + JWT check)';
 const scenarios = [];
 const scenario = (name, pid, options) => scenarios.push({ name, pid, options });
 const runs = {};
-const median = (values) => {
-  const sorted = values.filter((v) => v !== null && v !== undefined).sort((a, b) => a - b);
-  if (sorted.length === 0) return null;
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
+/** The median over the rounds of `ratio(round)`, where `round(name)` is that path's result in the round. */
+const perRound = (ratio) => median(Array.from({ length: ROUNDS }, (_, k) => ratio((name) => runs[name][k])));
 
 const database = await createBenchDatabase('phonevault_peers');
 const children = [];
@@ -165,7 +162,7 @@ try {
   const echo = await startNode('./diy-server.mjs', { ...jwtEnv, ECHO: '1' });
   children.push(echo.child);
 
-  scenario('echo (Fastify + JWT check)', echo.child.pid, { baseUrl: echo.url, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', headers: bearer, body: { phone: phone(i) } }) });
+  scenario(ECHO, echo.child.pid, { baseUrl: echo.url, expectStatus: 200, makeRequest: (i) => ({ path: '/echo', headers: bearer, body: { phone: phone(i) } }) });
 
   const vaultTokens = await seedTokens(vault.url, jwt, SEEDED);
   scenario('phonevault tokenize', vault.child.pid, { baseUrl: vault.url, expectStatus: 201, makeRequest: (i) => ({ path: '/v1/tokenize', headers: bearer, body: { phone: phone(i) } }) });
@@ -220,9 +217,7 @@ try {
       note(name, result);
     }
   }
-  for (const [name, all] of Object.entries(runs)) {
-    results[name] = Object.fromEntries(['itemsPerSecond', 'p50Ms', 'p99Ms', 'processUsPerItem', 'postgresUsPerItem', 'errors'].map((field) => [field, median(all.map((r) => r[field]))]));
-  }
+  for (const [name, all] of Object.entries(runs)) results[name] = [...all].sort((x, y) => x.itemsPerSecond - y.itemsPerSecond)[Math.floor((all.length - 1) / 2)];
 } finally {
   for (const child of children) child.kill('SIGTERM');
   await sleep(500);
@@ -236,7 +231,6 @@ const pairs = [
   ['detokenize (read by token)', 'phonevault detokenize', ['do-it-yourself detokenize', 1.5], ['OpenBao transit decrypt', 1.0], ['Databunker read by token', 1.0]],
   ['lookup by phone', 'phonevault lookup by phone', ['Databunker lookup by phone', 1.0]],
 ];
-const echo = results['echo (Fastify + JWT check)'];
 const lines = [
   '',
   '| server and path | req/s | p50 ms | p99 ms | server CPU µs/req | Postgres CPU µs/req |',
@@ -246,14 +240,15 @@ const lines = [
   '| path | against | vault ÷ peer, throughput | target |',
   '|---|---|---:|---:|',
   ...pairs.flatMap(([path, mine, ...others]) =>
-    others.filter(([peer]) => results[peer]).map(([peer, target]) => `| ${path} | ${peer} | ${(results[mine].itemsPerSecond / results[peer].itemsPerSecond).toFixed(2)}× | ≥ ${target}× |`),
+    others.filter(([peer]) => results[peer]).map(([peer, target]) => `| ${path} | ${peer} | ${perRound((round) => round(mine).itemsPerSecond / round(peer).itemsPerSecond).toFixed(2)}× | ≥ ${target}× |`),
   ),
   '',
   '| the vault\'s CPU a request, against the echo\'s (Fastify + the same JWT check) | vault process | vault + Postgres | target (process) |',
   '|---|---:|---:|---:|',
   ...[['single detokenize', 'phonevault detokenize', 2.5], ['single tokenize', 'phonevault tokenize', 3.5]].map(([path, name, target]) => {
-    const r = results[name];
-    return `| ${path} | ${(r.processUsPerItem / echo.processUsPerItem).toFixed(2)}× | ${((r.processUsPerItem + r.postgresUsPerItem) / echo.processUsPerItem).toFixed(2)}× | ≤ ${target}× |`;
+    const alone = perRound((round) => round(name).processUsPerItem / round(ECHO).processUsPerItem);
+    const withPostgres = perRound((round) => (round(name).processUsPerItem + round(name).postgresUsPerItem) / round(ECHO).processUsPerItem);
+    return `| ${path} | ${alone.toFixed(2)}× | ${withPostgres.toFixed(2)}× | ≤ ${target}× |`;
   }),
   '',
   ...Object.entries(missing).map(([peer, why]) => `${peer}: not measured — ${why}`),

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { withCpu } from './cpu.mjs';
 import { benchImport } from './import.mjs';
 import { createBenchDatabase, log, phone, rssMb, seedTokens, startVault, VAULT_NODE_OPTIONS } from './harness.mjs';
-import { fnLoad, httpLoad as nodeHttpLoad, wrkAvailable, wrkLoad } from './load.mjs';
+import { fnLoad, median, httpLoad as nodeHttpLoad, wrkAvailable, wrkLoad } from './load.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LARGE_ROWS = Number(process.env.BENCH_LARGE_ROWS ?? 1_000_000);
@@ -59,11 +59,6 @@ const note = (name, result) => {
 };
 const us = (value) => (value === null || value === undefined ? '—' : value.toFixed(1));
 const pct = (value) => (value === null || value === undefined ? '—' : `${value.toFixed(0)}%`);
-const median = (values) => {
-  const sorted = [...values].sort((x, y) => x - y);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
 
 const database = await createBenchDatabase('phonevault_bench');
 const dbUrl = database.url;
