@@ -110,7 +110,8 @@ describe('start-up with KEK_PROVIDER=pkcs11', () => {
     await makeKey('not-sensitive', [[CKA.SENSITIVE, false], [CKA.EXTRACTABLE, false]]);
     // A key whose bytes existed outside the HSM, imported as sensitive and non-extractable.
     const keyFile = join(mkdtempSync(join(tmpdir(), 'pv-aes-')), 'key');
-    // softhsm2-util reads the key file as a line: a newline among the bytes (one key in eight) cut it short.
+    // softhsm2-util reads the key file as a line: a newline among the bytes (one key in eight) cut it short. A
+    // carriage return or NUL is left out too, untried, so that no other line-reading habit can shorten it.
     let keyBytes = randomBytes(32);
     while (keyBytes.includes(0x0a) || keyBytes.includes(0x0d) || keyBytes.includes(0x00)) keyBytes = randomBytes(32);
     writeFileSync(keyFile, keyBytes);
