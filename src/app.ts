@@ -15,7 +15,7 @@ import { openKeks } from './crypto/open-keks.js';
 import { VaultError, type ErrorCode } from './errors.js';
 import auth from './http/auth.js';
 import guard from './http/guard.js';
-import { requestFault, type RequestFault } from './http/hygiene.js';
+import { requestFault, utf8JsonParser, type RequestFault } from './http/hygiene.js';
 import { VaultLogController } from './http/log-controller.js';
 import metrics from './http/metrics.js';
 import { OPENAPI_DOCUMENT, openapiTransforms } from './http/openapi.js';
@@ -129,6 +129,9 @@ export async function buildApp(config: AppConfig, deps: AppDeps): Promise<Fastif
   app.server.on('checkExpectation', (request, response) => app.routing(request, response));
   // JSON only: a text/plain body would otherwise reach validation as a string.
   app.removeContentTypeParser('text/plain');
+  // Poisoning refused as Fastify's default parser does ('error'), once the bytes are known to be UTF-8.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: config.bodyLimit }, utf8JsonParser(app.getDefaultJsonParser('error', 'error')));
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -1,4 +1,6 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
+import { errorCodes, type FastifyBodyParser } from 'fastify';
 import type { ErrorCode } from '../errors.js';
 import { isSafeText } from '../text.js';
 
@@ -53,4 +55,15 @@ export function requestFault(raw: IncomingMessage): RequestFault | null {
   const expect = raw.headers.expect;
   if (expect !== undefined && expect.trim().toLowerCase() !== '100-continue') return 'expectation_failed';
   return null;
+}
+
+/**
+ * The JSON body parser: the bytes must be UTF-8 (RFC 8259 §8.1) before Fastify's own parser reads them. Fastify
+ * decodes a body as text first, turning invalid bytes into U+FFFD, so a malformed body went on as other text.
+ */
+export function utf8JsonParser(parseJson: FastifyBodyParser<string>): FastifyBodyParser<Buffer> {
+  return (request, body, done) => {
+    if (!isUtf8(body)) return done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined);
+    return parseJson(request, body.toString('utf8'), done);
+  };
 }

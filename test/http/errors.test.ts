@@ -31,6 +31,31 @@ describe('problem+json errors', () => {
     }
   });
 
+  it('a body that is not UTF-8 is invalid_json, wherever the bad bytes are and whatever they would decode to', async () => {
+    const e164 = Buffer.from(NUMBERS.us.e164);
+    const bad = [
+      Buffer.from([0xff]), // never in UTF-8
+      Buffer.from([0x80]), // a lone continuation byte
+      Buffer.from([0xc0, 0xab]), // an overlong '+'
+      Buffer.from([0xed, 0xa0, 0x80]), // a UTF-16 surrogate
+      Buffer.from([0xf4, 0x90, 0x80, 0x80]), // past U+10FFFF
+      Buffer.from([0xe2, 0x82]), // a sequence cut short
+    ];
+    for (const bytes of bad) {
+      for (const body of [
+        Buffer.concat([Buffer.from('{"phone":"'), e164, bytes, Buffer.from('"}')]),
+        Buffer.concat([Buffer.from('{"phone":"'), e164, Buffer.from('","'), bytes, Buffer.from('":1}')]),
+        Buffer.concat([Buffer.from(`{"phone":"${NUMBERS.us.e164}"}`), bytes]),
+      ]) {
+        await expectProblem(await post('/v1/tokenize', body), 400, 'invalid_json');
+      }
+      await expectProblem(await post('/v1/tokenize/batch', Buffer.concat([Buffer.from('{"items":[{"phone":"'), bytes, e164, Buffer.from('"}]}')])), 400, 'invalid_json');
+    }
+    // Valid UTF-8 beyond ASCII still reaches the schema, which judges the text itself.
+    await expectProblem(await post('/v1/tokenize', Buffer.from(`{"phone":"${NUMBERS.us.e164}","é":1}`)), 400, 'invalid_request');
+    expect((await post('/v1/tokenize', Buffer.from(`{"phone":"${NUMBERS.us.e164}"}`))).statusCode).toBe(201);
+  });
+
   it('an empty body with a JSON content type is a 400', async () => {
     const res = await post('/v1/tokenize', '');
     expect(res.statusCode).toBe(400);
