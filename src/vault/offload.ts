@@ -60,6 +60,10 @@ export function createOffload(options: { threads: number; logger?: Logger; worke
     // First come, first served: by default piscina sends a task it could not hand to a busy thread to the back of
     // the queue, so under steady load one request could wait behind dozens that came after it.
     stricterFIFO: true,
+    // The handler a thread loads at start: one the module has, so that piscina finds it by require() and never
+    // falls back to import() of the same module. Node 20's require(esm) meeting an import() in flight is a fatal
+    // V8 error (nodejs/node#55782), seen once in the suite.
+    name: 'prepare',
     // A 1000-item task allocates a few MB of short-lived objects (libphonenumber's, the ciphers'): a young
     // generation of 8 MB kept the thread collecting; 16 MB was the knee (docs/performance-history.md).
     resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
